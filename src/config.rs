@@ -1,0 +1,292 @@
+//! Settings: every one has a flag and an environment variable, and may also
+//! come from an optional TOML file. Precedence: flag > environment > file >
+//! built-in default. Parsed once into [`Config`]; everything below takes `&Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines on stderr.
+    #[default]
+    Human,
+    /// One JSON object per line on stderr (for log shippers).
+    Json,
+}
+
+/// Global settings as given on the command line or in the environment.
+/// `None` means "not given": the file or the default decides.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// Optional TOML file with any of these settings (keys as the long flag names, with `_`).
+    #[arg(long, env = "WEWORK_ARCHIVE_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// MySQL/MariaDB URL [default: mysql://root@127.0.0.1:3306/wework_archive].
+    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Redis URL [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Path of libWeWorkFinanceSdk_C.so [default: lib/libWeWorkFinanceSdk_C.so].
+    #[arg(long, env = "WEWORK_SDK_LIB", global = true, value_name = "PATH")]
+    pub sdk_lib: Option<PathBuf>,
+    /// Media root [default: msgfile].
+    #[arg(long, env = "MSGFILE_DIR", global = true, value_name = "DIR")]
+    pub msgfile_dir: Option<PathBuf>,
+    /// HTTP listen address for health and metrics [default: 127.0.0.1:29090].
+    #[arg(long, env = "HTTP_LISTEN", global = true, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Log format [default: human].
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Records per GetChatData call, 1..=1000 [default: 1000].
+    #[arg(long, env = "WEWORK_PULL_LIMIT", global = true)]
+    pub pull_limit: Option<u32>,
+    /// Per-corp GetChatData calls per minute [default: 500; Tencent's documented ceiling is 600].
+    #[arg(long, env = "WEWORK_CALLS_PER_MINUTE", global = true)]
+    pub calls_per_minute: Option<u32>,
+    /// Hours without progress before a corp raises an alarm [default: 24; records older than 5 days are lost].
+    #[arg(long, env = "WEWORK_STALL_ALARM_HOURS", global = true)]
+    pub stall_alarm_hours: Option<f64>,
+    /// Threads for RSA and DecryptData [default: number of cores].
+    #[arg(long, env = "WEWORK_DECRYPT_THREADS", global = true)]
+    pub decrypt_threads: Option<usize>,
+    /// Concurrent media downloads per corp [default: 2].
+    #[arg(long, env = "WEWORK_MEDIA_CONCURRENCY", global = true)]
+    pub media_concurrency: Option<usize>,
+    /// ffmpeg binary used to transcode voice AMR to MP3 [default: ffmpeg].
+    #[arg(long, env = "FFMPEG", global = true, value_name = "PATH")]
+    pub ffmpeg: Option<PathBuf>,
+    /// Redis list of corp change events [default: wework:corp:changes].
+    #[arg(long, env = "WEWORK_CHANGE_QUEUE", global = true)]
+    pub change_queue: Option<String>,
+    /// Seconds between polls of corplist.update [default: 10].
+    #[arg(long, env = "WEWORK_POLL_SECS", global = true)]
+    pub poll_secs: Option<f64>,
+    /// Seconds a corp lease lasts without renewal [default: 30].
+    #[arg(long, env = "WEWORK_LEASE_SECS", global = true)]
+    pub lease_secs: Option<f64>,
+    /// Name of this instance in leases and metrics [default: hostname-pid].
+    #[arg(long, env = "WEWORK_INSTANCE", global = true)]
+    pub instance: Option<String>,
+}
+
+/// The same settings as a TOML file may give them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    sdk_lib: Option<PathBuf>,
+    msgfile_dir: Option<PathBuf>,
+    http_listen: Option<String>,
+    log_format: Option<LogFormat>,
+    pull_limit: Option<u32>,
+    calls_per_minute: Option<u32>,
+    stall_alarm_hours: Option<f64>,
+    decrypt_threads: Option<usize>,
+    media_concurrency: Option<usize>,
+    ffmpeg: Option<PathBuf>,
+    change_queue: Option<String>,
+    poll_secs: Option<f64>,
+    lease_secs: Option<f64>,
+    instance: Option<String>,
+}
+
+/// Resolved, validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// MySQL URL (the password, if any, is never logged: see [`Config::database_url_redacted`]).
+    pub database_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// SDK path.
+    pub sdk_lib: PathBuf,
+    /// Media root.
+    pub msgfile_dir: PathBuf,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Records per GetChatData call.
+    pub pull_limit: u32,
+    /// Per-corp GetChatData calls per minute.
+    pub calls_per_minute: u32,
+    /// Stall alarm threshold.
+    pub stall_alarm: Duration,
+    /// Decrypt threads.
+    pub decrypt_threads: usize,
+    /// Media downloads per corp.
+    pub media_concurrency: usize,
+    /// ffmpeg binary.
+    pub ffmpeg: PathBuf,
+    /// Redis change-queue key.
+    pub change_queue: String,
+    /// corplist.update poll interval.
+    pub poll_interval: Duration,
+    /// Lease time.
+    pub lease_ttl: Duration,
+    /// This instance's name.
+    pub instance: String,
+}
+
+/// Defaults named in DEVELOPERS.md's conventions.
+pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/wework_archive";
+/// Default Redis.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default SDK path.
+pub const DEFAULT_SDK_LIB: &str = "lib/libWeWorkFinanceSdk_C.so";
+/// Default HTTP listen address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:29090";
+
+fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{name} must be a positive number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Config {
+    /// Resolves flags/environment over the optional file over the defaults.
+    pub fn resolve(args: &SettingsArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileSettings::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field)
+            };
+        }
+        let pull_limit = pick!(pull_limit).unwrap_or(1000);
+        if !(1..=1000).contains(&pull_limit) {
+            bail!("pull_limit must be 1..=1000 (the API's limit), got {pull_limit}");
+        }
+        let calls_per_minute = pick!(calls_per_minute).unwrap_or(500);
+        if calls_per_minute == 0 {
+            bail!("calls_per_minute must be at least 1");
+        }
+        let http_listen_raw = pick!(http_listen).unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let http_listen = http_listen_raw.parse().with_context(|| {
+            format!("http_listen {http_listen_raw:?} is not an address like 127.0.0.1:29090")
+        })?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let decrypt_threads = pick!(decrypt_threads).unwrap_or(cores);
+        let media_concurrency = pick!(media_concurrency).unwrap_or(2);
+        if decrypt_threads == 0 || media_concurrency == 0 {
+            bail!("decrypt_threads and media_concurrency must be at least 1");
+        }
+        let database_url = pick!(database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !database_url.starts_with("mysql://") {
+            bail!("database_url must be a mysql:// URL");
+        }
+        let redis_url = pick!(redis_url).unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("unix://")) {
+            bail!("redis_url must be a redis:// URL");
+        }
+        Ok(Config {
+            database_url,
+            redis_url,
+            sdk_lib: pick!(sdk_lib).unwrap_or_else(|| PathBuf::from(DEFAULT_SDK_LIB)),
+            msgfile_dir: pick!(msgfile_dir).unwrap_or_else(|| PathBuf::from("msgfile")),
+            http_listen,
+            log_format: pick!(log_format).unwrap_or_default(),
+            pull_limit,
+            calls_per_minute,
+            stall_alarm: secs("stall_alarm_hours", pick!(stall_alarm_hours).unwrap_or(24.0) * 3600.0)?,
+            decrypt_threads,
+            media_concurrency,
+            ffmpeg: pick!(ffmpeg).unwrap_or_else(|| PathBuf::from("ffmpeg")),
+            change_queue: pick!(change_queue).unwrap_or_else(|| "wework:corp:changes".to_owned()),
+            poll_interval: secs("poll_secs", pick!(poll_secs).unwrap_or(10.0))?,
+            lease_ttl: secs("lease_secs", pick!(lease_secs).unwrap_or(30.0))?,
+            instance: pick!(instance).unwrap_or_else(default_instance),
+        })
+    }
+
+    /// The database URL with any password replaced, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(&self.database_url)
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "host".to_owned() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_conventions() {
+        let c = Config::resolve(&SettingsArgs::default()).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+        assert_eq!(c.sdk_lib, PathBuf::from(DEFAULT_SDK_LIB));
+        assert_eq!(c.msgfile_dir, PathBuf::from("msgfile"));
+        assert_eq!(c.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(c.pull_limit, 1000);
+    }
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "redis_url = \"redis://file:1\"\npull_limit = 200\nmsgfile_dir = \"/srv/m\"\n")
+            .unwrap();
+        let args = SettingsArgs {
+            config: Some(path.clone()),
+            redis_url: Some("redis://flag:2".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.redis_url, "redis://flag:2");
+        assert_eq!(c.pull_limit, 200);
+        assert_eq!(c.msgfile_dir, PathBuf::from("/srv/m"));
+
+        std::fs::write(&path, "nonsense_key = 1\n").unwrap();
+        let err = Config::resolve(&args).unwrap_err();
+        assert!(format!("{err:#}").contains("nonsense_key"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let args = SettingsArgs { pull_limit: Some(1001), ..Default::default() };
+        assert!(Config::resolve(&args).is_err());
+        let args = SettingsArgs { http_listen: Some("nope".into()), ..Default::default() };
+        assert!(Config::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("mysql://root:s3cret@db:3306/x"), "mysql://root:***@db:3306/x");
+        assert_eq!(redact_url("mysql://root@db/x"), "mysql://root@db/x");
+    }
+}

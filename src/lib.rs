@@ -1,0 +1,14 @@
+//! wework-archive: a compliance archive for WeCom (企业微信) chat records.
+//!
+//! The map, following the data:
+//!
+//! - [`wecom`]: Tencent's Finance SDK behind a safe layer ([`wecom::sdk`]),
+//!   key handling, message parsing, the per-corp ingest workers and media.
+//! - [`store`]: MySQL schema, migrations, corps, keys and per-corp message tables.
+//! - [`config`] and [`logging`]: settings (flag > env > file > default) and tracing.
+//! - `sim` (the `wework-archive-sim` crate): the fake `qyapi.weixin.qq.com` that the
+//!   real SDK talks to in tests and the demo.
+
+pub mod config;
+pub mod logging;
+pub mod wecom;

@@ -1,0 +1,3 @@
+//! Everything WeCom: the SDK, keys, messages, ingest, media.
+
+pub mod sdk;

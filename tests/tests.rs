@@ -1,0 +1,6 @@
+//! The integration tests: one binary (ripgrep style), one module per area.
+//! They use the real SDK (fetched by scripts/fetch-sdk.sh), the simulator, and
+//! real MariaDB and Redis (scripts/services.sh); nothing is mocked.
+
+mod common;
+mod sdk;
