@@ -75,6 +75,9 @@ pub struct SettingsArgs {
     /// Name of this instance in leases and metrics [default: hostname-pid].
     #[arg(long, env = "WEWORK_INSTANCE", global = true)]
     pub instance: Option<String>,
+    /// Master key (64 hex chars or base64 of 32 bytes) sealing secrets and keys at rest.
+    #[arg(long, env = "WEWORK_MASTER_KEY", global = true, hide_env_values = true)]
+    pub master_key: Option<String>,
 }
 
 /// The same settings as a TOML file may give them.
@@ -97,6 +100,7 @@ struct FileSettings {
     poll_secs: Option<f64>,
     lease_secs: Option<f64>,
     instance: Option<String>,
+    master_key: Option<String>,
 }
 
 /// Resolved, validated settings.
@@ -134,6 +138,8 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// This instance's name.
     pub instance: String,
+    /// Seals secrets at rest (plaintext pass-through without a master key).
+    pub secrets: crate::secrets::SecretBox,
 }
 
 /// Defaults named in DEVELOPERS.md's conventions.
@@ -207,6 +213,7 @@ impl Config {
             poll_interval: secs("poll_secs", pick!(poll_secs).unwrap_or(10.0))?,
             lease_ttl: secs("lease_secs", pick!(lease_secs).unwrap_or(30.0))?,
             instance: pick!(instance).unwrap_or_else(default_instance),
+            secrets: crate::secrets::SecretBox::from_setting(pick!(master_key).as_deref())?,
         })
     }
 

@@ -9,6 +9,10 @@
 //! - `sim` (the `wework-archive-sim` crate): the fake `qyapi.weixin.qq.com` that the
 //!   real SDK talks to in tests and the demo.
 
+pub mod cli;
 pub mod config;
+pub mod control;
 pub mod logging;
+pub mod secrets;
+pub mod store;
 pub mod wecom;

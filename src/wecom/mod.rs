@@ -1,3 +1,14 @@
 //! Everything WeCom: the SDK, keys, messages, ingest, media.
+//!
+//! Data flows one way: [`sdk`] pulls encrypted batches → [`keys`] unwraps each
+//! record's random key → `sdk` decrypts → [`message`] reads fields and renders
+//! text, [`media_refs`] finds media → [`ingest`] commits the batch and the
+//! cursor to the store in one transaction.
 
+pub mod decrypt;
+pub mod envelope;
+pub mod ingest;
+pub mod keys;
+pub mod media_refs;
+pub mod message;
 pub mod sdk;

@@ -1,0 +1,253 @@
+//! `corp …`: manage corplist rows and keys; every change also notifies the
+//! running service (Redis event, with the `update` flag as the fallback).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::control::events::{Change, ChangeEvent, push};
+use crate::store::corps::CorpSettings;
+use crate::store::{CorpId, Store};
+use crate::wecom::keys::PrivateKey;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CorpCommand {
+    /// Add a corp (or replace its settings).
+    Add(AddArgs),
+    /// Change a corp's settings (same flags as add).
+    Update(AddArgs),
+    /// Stop archiving a corp (its data stays).
+    Disable {
+        /// The corp.
+        corpid: String,
+    },
+    /// Resume archiving a corp.
+    Enable {
+        /// The corp.
+        corpid: String,
+    },
+    /// Add or replace the private key of one key version.
+    SetKey {
+        /// The corp.
+        corpid: String,
+        /// VERSION=PEMFILE.
+        key: String,
+    },
+    /// Register every corp of a simulator manifest (keys and proxy included).
+    Import {
+        /// The manifest JSON written by `wework-archive sim serve --manifest`.
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// List corps (never shows secrets or keys).
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddArgs {
+    /// Corp id (ww… ).
+    #[arg(long)]
+    corpid: String,
+    /// The chat-archive secret.
+    #[arg(long, env = "WEWORK_CORP_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Display name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Private key of a key version, VERSION=PEMFILE (repeatable).
+    #[arg(long = "key", value_name = "VERSION=PEMFILE")]
+    keys: Vec<String>,
+    /// Proxy for the SDK (http://host:port or socks5://host:port).
+    #[arg(long, default_value = "")]
+    proxy: String,
+    /// Proxy credentials USER:PASSWORD.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    passwd: String,
+    /// Records per GetChatData call (1..=1000).
+    #[arg(long, default_value_t = 1000)]
+    limits: i32,
+    /// SDK timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: i32,
+}
+
+/// `VERSION=PEMFILE` → (version, validated PEM text).
+fn read_key_arg(arg: &str) -> anyhow::Result<(u32, String)> {
+    let (ver, path) = arg.split_once('=').context("--key takes VERSION=PEMFILE")?;
+    let ver: u32 = ver.trim().parse().with_context(|| format!("key version {ver:?} is not a number"))?;
+    let pem = std::fs::read_to_string(path.trim()).with_context(|| format!("reading key file {path}"))?;
+    PrivateKey::parse(&pem).with_context(|| format!("key file {path}"))?;
+    Ok((ver, pem))
+}
+
+/// Tells running services about a change: a Redis event, and when Redis is
+/// unreachable the `update` flag that their poll notices.
+pub(crate) async fn notify(store: &Store, config: &Config, event: ChangeEvent) {
+    match push(&config.redis_url, &config.change_queue, &event).await {
+        Ok(()) => tracing::debug!(corp = %event.corpid, "change event pushed"),
+        Err(e) => {
+            tracing::warn!(corp = %event.corpid, "could not push the change event to Redis ({e}); setting corplist.update = 1 for the poll instead");
+            if let Ok(mut conn) = store.conn().await {
+                use mysql_async::prelude::*;
+                let _ = conn
+                    .exec_drop("UPDATE corplist SET `update` = 1 WHERE corpid = ?", (&event.corpid,))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn add_corp(store: &Store, config: &Config, a: &AddArgs, change: Change) -> anyhow::Result<()> {
+    let corpid = CorpId::new(&a.corpid)?;
+    let keys = a.keys.iter().map(|k| read_key_arg(k)).collect::<anyhow::Result<Vec<_>>>()?;
+    let sealed = &config.secrets;
+    let new = store
+        .upsert_corp(&CorpSettings {
+            corpid: corpid.to_string(),
+            secret: sealed.seal(&a.secret),
+            corpname: a.name.clone(),
+            proxy: a.proxy.clone(),
+            passwd: sealed.seal(&a.passwd),
+            limits: a.limits,
+            timeout: a.timeout,
+        })
+        .await?;
+    for (ver, pem) in &keys {
+        store.set_key(&corpid, *ver, &sealed.seal(pem)).await?;
+    }
+    let change = if new { Change::Added } else { change };
+    println!("{} corp {corpid} ({} key version(s))", if new { "added" } else { "updated" }, keys.len());
+    notify(store, config, ChangeEvent { corpid: corpid.to_string(), change, version: None }).await;
+    Ok(())
+}
+
+/// The simulator manifest (`sim serve --manifest`): a stable contract.
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    proxy: String,
+    corps: Vec<ManifestCorp>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestCorp {
+    corpid: String,
+    secret: String,
+    #[serde(default)]
+    corpname: String,
+    #[serde(default)]
+    keys: Vec<ManifestKey>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestKey {
+    version: u32,
+    private_key_pem: String,
+}
+
+/// Registers every corp of a manifest; returns their ids.
+pub async fn import_manifest(store: &Store, config: &Config, text: &str) -> anyhow::Result<Vec<CorpId>> {
+    let manifest: Manifest =
+        serde_json::from_str(text).context("the manifest is not the simulator's JSON")?;
+    let mut ids = Vec::new();
+    for c in &manifest.corps {
+        let corpid = CorpId::new(&c.corpid)?;
+        for k in &c.keys {
+            PrivateKey::parse(&k.private_key_pem)
+                .with_context(|| format!("{corpid} key version {}", k.version))?;
+        }
+        let new = store
+            .upsert_corp(&CorpSettings {
+                corpid: corpid.to_string(),
+                secret: config.secrets.seal(&c.secret),
+                corpname: c.corpname.clone(),
+                proxy: manifest.proxy.clone(),
+                passwd: String::new(),
+                limits: 1000,
+                timeout: 10,
+            })
+            .await?;
+        for k in &c.keys {
+            store.set_key(&corpid, k.version, &config.secrets.seal(&k.private_key_pem)).await?;
+        }
+        let change = if new { Change::Added } else { Change::Updated };
+        notify(store, config, ChangeEvent { corpid: corpid.to_string(), change, version: None }).await;
+        ids.push(corpid);
+    }
+    Ok(ids)
+}
+
+pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(config).await?;
+    match cmd {
+        CorpCommand::Add(a) => add_corp(&store, config, &a, Change::Added).await?,
+        CorpCommand::Update(a) => {
+            let corpid = CorpId::new(&a.corpid)?;
+            if store.corp(&corpid).await?.is_none() {
+                bail!("no corp {corpid}; use `corp add`");
+            }
+            add_corp(&store, config, &a, Change::Updated).await?
+        }
+        CorpCommand::Disable { corpid } => set_enabled(&store, config, &corpid, false).await?,
+        CorpCommand::Enable { corpid } => set_enabled(&store, config, &corpid, true).await?,
+        CorpCommand::SetKey { corpid, key } => {
+            let corpid = CorpId::new(&corpid)?;
+            if store.corp(&corpid).await?.is_none() {
+                bail!("no corp {corpid}");
+            }
+            let (ver, pem) = read_key_arg(&key)?;
+            store.set_key(&corpid, ver, &config.secrets.seal(&pem)).await?;
+            println!("set key version {ver} for {corpid}");
+            notify(
+                &store,
+                config,
+                ChangeEvent { corpid: corpid.to_string(), change: Change::KeyAdded, version: Some(ver) },
+            )
+            .await;
+        }
+        CorpCommand::Import { manifest } => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let ids = import_manifest(&store, config, &text).await?;
+            println!(
+                "imported {} corp(s): {}",
+                ids.len(),
+                ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        CorpCommand::List => {
+            println!(
+                "{:<4} {:<24} {:<8} {:<6} {:<8} {:<30} name",
+                "id", "corpid", "status", "limit", "timeout", "proxy"
+            );
+            for row in store.corps().await? {
+                let valid = if row.corp_id().is_ok() { "" } else { "  (INVALID corp id: not archived)" };
+                println!(
+                    "{:<4} {:<24} {:<8} {:<6} {:<8} {:<30} {}{valid}",
+                    row.id,
+                    row.corpid.escape_debug().to_string(),
+                    if row.enabled() { "enabled" } else { "disabled" },
+                    row.limits,
+                    row.timeout,
+                    row.proxy,
+                    row.corpname
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_enabled(store: &Store, config: &Config, corpid: &str, enabled: bool) -> anyhow::Result<()> {
+    let corpid = CorpId::new(corpid)?;
+    if !store.set_corp_enabled(&corpid, enabled).await? {
+        bail!("no corp {corpid}");
+    }
+    println!("{} {corpid}", if enabled { "enabled" } else { "disabled" });
+    let change = if enabled { Change::Enabled } else { Change::Disabled };
+    notify(store, config, ChangeEvent { corpid: corpid.to_string(), change, version: None }).await;
+    Ok(())
+}

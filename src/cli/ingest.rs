@@ -1,0 +1,122 @@
+//! `pull`, `run`, `redecrypt`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::store::CorpId;
+use crate::wecom::ingest::redecrypt::redecrypt_corp;
+use crate::wecom::ingest::runner::Supervisor;
+use crate::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullArgs {
+    /// The corp to pull.
+    #[arg(long)]
+    corp: String,
+    /// Stop at the first empty batch (otherwise keep following until Ctrl-C).
+    #[arg(long)]
+    until_caught_up: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Seconds to wait after an empty batch before asking again.
+    #[arg(long, env = "WEWORK_IDLE_SECS", default_value_t = 2.0)]
+    idle_secs: f64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RedecryptArgs {
+    /// Only this corp (default: every corp).
+    #[arg(long)]
+    corp: Option<String>,
+}
+
+pub(crate) async fn context(config: Arc<Config>) -> anyhow::Result<IngestContext> {
+    let store = super::open_store(&config).await?;
+    let lib = super::load_sdk(&config)?;
+    Ok(IngestContext::new(store, lib, config))
+}
+
+pub(crate) async fn pull(args: PullArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    let corpid = CorpId::new(&args.corp)?;
+    let ctx = context(config).await?;
+    let Some(row) = ctx.store.corp(&corpid).await? else { bail!("no corp {corpid} in corplist") };
+    let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await?;
+    let opts = if args.until_caught_up {
+        RunOptions::until_caught_up()
+    } else {
+        RunOptions::follow(Duration::from_secs(2))
+    };
+    let cancel = super::shutdown_token();
+    let report = pull_corp(&ctx, spec, opts, cancel).await?;
+    println!(
+        "{corpid}: fetched {} record(s), stored {} new, cursor {}, {} failed call(s)",
+        report.fetched, report.stored, report.cursor, report.failures
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    let ctx = context(config.clone()).await?;
+    let cancel = super::shutdown_token();
+    let idle = Duration::try_from_secs_f64(args.idle_secs).context("--idle-secs")?;
+    let mut supervisor = Supervisor::new(ctx.clone(), cancel.clone()).with_idle(idle);
+    supervisor.sync_with_corplist().await?;
+    tracing::info!(corps = supervisor.running().len(), instance = %config.instance, "running");
+    // Pick up corps added or changed by hand: the poll also resets the
+    // seed's `update` flag after reloading the corp.
+    let mut poll = tokio::time::interval(config.poll_interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = poll.tick() => {
+                match ctx.store.corps_flagged_for_update().await {
+                    Ok(flagged) => for raw in flagged {
+                        match CorpId::new(&raw) {
+                            Ok(c) => {
+                                tracing::info!(corp = %c, "corplist.update = 1: reloading");
+                                supervisor.reload(c, None).await;
+                            }
+                            Err(e) => tracing::error!("corplist.update set on an invalid corp: {e}"),
+                        }
+                        let _ = ctx.store.clear_update_flag(&raw).await;
+                    },
+                    Err(e) => tracing::warn!("polling corplist: {e}"),
+                }
+                if let Err(e) = supervisor.sync_with_corplist().await {
+                    tracing::warn!("syncing with corplist: {e}");
+                }
+            }
+        }
+    }
+    supervisor.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn redecrypt(args: RedecryptArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    let ctx = context(config).await?;
+    let corps: Vec<CorpId> = match args.corp {
+        Some(c) => vec![CorpId::new(&c)?],
+        None => ctx.store.corps().await?.iter().filter_map(|r| r.corp_id().ok()).collect(),
+    };
+    let mut failed = false;
+    for corpid in corps {
+        match redecrypt_corp(&ctx, &corpid).await {
+            Ok(r) => println!(
+                "{corpid}: {} attempted, {} decrypted, still undecrypted: {:?}",
+                r.attempted, r.completed, r.remaining
+            ),
+            Err(e) => {
+                eprintln!("{corpid}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,155 @@
+//! The long-running service's corp workers: one task per enabled corp,
+//! restarted after failures, stopped or reloaded one corp at a time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, CorpSpec, IngestContext, IngestError, RunOptions, pull_corp};
+use crate::store::CorpId;
+
+/// How long a worker waits after an empty batch before asking again.
+pub const FOLLOW_IDLE: Duration = Duration::from_secs(2);
+
+struct CorpTask {
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// Runs and supervises corp workers.
+pub struct Supervisor {
+    ctx: IngestContext,
+    tasks: HashMap<CorpId, CorpTask>,
+    shutdown: CancellationToken,
+    idle: Duration,
+}
+
+/// How to get a fencing token for a corp before its worker starts (the
+/// control plane's lease; None = the database's own counter).
+pub type FenceSource = std::sync::Arc<dyn Fn(&CorpId) -> Option<u64> + Send + Sync>;
+
+impl Supervisor {
+    /// A supervisor whose workers all stop when `shutdown` is cancelled.
+    pub fn new(ctx: IngestContext, shutdown: CancellationToken) -> Supervisor {
+        Supervisor { ctx, tasks: HashMap::new(), shutdown, idle: FOLLOW_IDLE }
+    }
+
+    /// Changes the wait after an empty batch (tests use short ones).
+    pub fn with_idle(mut self, idle: Duration) -> Supervisor {
+        self.idle = idle;
+        self
+    }
+
+    /// Corps with a running worker.
+    pub fn running(&self) -> Vec<CorpId> {
+        let mut v: Vec<_> =
+            self.tasks.iter().filter(|(_, t)| !t.handle.is_finished()).map(|(c, _)| c.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Starts `corpid`'s worker (if enabled and not running), with an optional fencing token.
+    pub fn start(&mut self, corpid: CorpId, fence_token: Option<u64>) {
+        if self.tasks.get(&corpid).is_some_and(|t| !t.handle.is_finished()) {
+            return;
+        }
+        let cancel = self.shutdown.child_token();
+        let handle =
+            tokio::spawn(corp_loop(self.ctx.clone(), corpid.clone(), fence_token, self.idle, cancel.clone()));
+        self.tasks.insert(corpid, CorpTask { cancel, handle });
+    }
+
+    /// Stops `corpid`'s worker, waiting for the batch in hand to commit.
+    pub async fn stop(&mut self, corpid: &CorpId) {
+        if let Some(task) = self.tasks.remove(corpid) {
+            task.cancel.cancel();
+            let _ = task.handle.await;
+        }
+    }
+
+    /// Stops and starts `corpid` with fresh settings and keys.
+    pub async fn reload(&mut self, corpid: CorpId, fence_token: Option<u64>) {
+        self.stop(&corpid).await;
+        self.start(corpid, fence_token);
+    }
+
+    /// Starts every enabled corp without a worker and stops workers of corps
+    /// that are gone or disabled. Invalid corp ids are reported, not started.
+    pub async fn sync_with_corplist(&mut self) -> Result<(), crate::store::StoreError> {
+        let rows = self.ctx.store.corps().await?;
+        let mut wanted = Vec::new();
+        for row in rows {
+            match row.corp_id() {
+                Ok(id) if row.enabled() => wanted.push(id),
+                Ok(_) => {}
+                Err(e) => tracing::error!("corplist row {}: {e}; not archived", row.id),
+            }
+        }
+        let stale: Vec<CorpId> = self.tasks.keys().filter(|c| !wanted.contains(c)).cloned().collect();
+        for c in stale {
+            tracing::info!(corp = %c, "corp disabled or removed: stopping");
+            self.stop(&c).await;
+        }
+        for c in wanted {
+            self.start(c, None);
+        }
+        Ok(())
+    }
+
+    /// Stops every worker and waits for them.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for (_, t) in self.tasks.drain() {
+            let _ = t.handle.await;
+        }
+    }
+}
+
+/// One corp's life: load settings and keys, pull (follow), and after a
+/// failure wait and start over with fresh settings. Ends when cancelled, when
+/// the corp is disabled, or when another worker owns it.
+async fn corp_loop(
+    ctx: IngestContext,
+    corpid: CorpId,
+    mut fence: Option<u64>,
+    idle: Duration,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    while !cancel.is_cancelled() {
+        let result = async {
+            let row = ctx
+                .store
+                .corp(&corpid)
+                .await
+                .map_err(|e| IngestError::Store { corpid: corpid.to_string(), source: e })?;
+            let Some(row) = row.filter(|r| r.enabled()) else { return Ok(false) };
+            let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await?;
+            let mut opts = RunOptions::follow(idle);
+            opts.fence_token = fence.take();
+            pull_corp(&ctx, spec, opts, cancel.clone()).await.map(|_| true)
+        }
+        .await;
+        match result {
+            Ok(false) => {
+                tracing::info!(corp = %corpid, "corp is disabled or gone: worker stops");
+                return;
+            }
+            Ok(true) => return, // cancelled after a clean stop
+            Err(IngestError::LostOwnership { .. }) => {
+                tracing::warn!(corp = %corpid, "another worker owns this corp: stopping");
+                return;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::error!(corp = %corpid, "worker failed, restarting in {delay:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        }
+    }
+}
