@@ -5,8 +5,7 @@
 //! §5.3: only the last chunk of a file carries the PKCS#7 block).
 
 use aws_lc_rs::cipher::{
-    AES_128, AES_256, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext,
-    UnboundCipherKey,
+    AES_128, AES_256, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey,
 };
 use aws_lc_rs::iv::FixedLength;
 
@@ -51,24 +50,17 @@ pub fn aes256_cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Ve
     pkcs7_pad(&mut buf);
     let key = EncryptingKey::cbc(UnboundCipherKey::new(&AES_256, key).expect("32-byte AES key"))
         .expect("AES-256-CBC is supported");
-    key.less_safe_encrypt(&mut buf, EncryptionContext::Iv128(FixedLength::from(*iv)))
-        .expect("whole blocks");
+    key.less_safe_encrypt(&mut buf, EncryptionContext::Iv128(FixedLength::from(*iv))).expect("whole blocks");
     buf
 }
 
 /// AES-256-CBC decryption followed by the PKCS#7 check.
-pub fn aes256_cbc_decrypt(
-    key: &[u8; 32],
-    iv: &[u8; 16],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, CipherError> {
+pub fn aes256_cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>, CipherError> {
     if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
         return Err(CipherError::Length(ciphertext.len()));
     }
-    let key = DecryptingKey::cbc(
-        UnboundCipherKey::new(&AES_256, key).map_err(|_| CipherError::Rejected)?,
-    )
-    .map_err(|_| CipherError::Rejected)?;
+    let key = DecryptingKey::cbc(UnboundCipherKey::new(&AES_256, key).map_err(|_| CipherError::Rejected)?)
+        .map_err(|_| CipherError::Rejected)?;
     let mut buf = ciphertext.to_vec();
     let plain = key
         .decrypt(&mut buf, DecryptionContext::Iv128(FixedLength::from(*iv)))
@@ -85,12 +77,9 @@ pub fn aes128_ecb_encrypt_in_place(key: &[u8; 16], data: &mut [u8]) -> Result<()
     if data.is_empty() {
         return Ok(());
     }
-    let key = EncryptingKey::ecb(
-        UnboundCipherKey::new(&AES_128, key).map_err(|_| CipherError::Rejected)?,
-    )
-    .map_err(|_| CipherError::Rejected)?;
-    key.less_safe_encrypt(data, EncryptionContext::None)
+    let key = EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(|_| CipherError::Rejected)?)
         .map_err(|_| CipherError::Rejected)?;
+    key.less_safe_encrypt(data, EncryptionContext::None).map_err(|_| CipherError::Rejected)?;
     Ok(())
 }
 
@@ -102,12 +91,9 @@ pub fn aes128_ecb_decrypt_in_place(key: &[u8; 16], data: &mut [u8]) -> Result<()
     if data.is_empty() {
         return Ok(());
     }
-    let key = DecryptingKey::ecb(
-        UnboundCipherKey::new(&AES_128, key).map_err(|_| CipherError::Rejected)?,
-    )
-    .map_err(|_| CipherError::Rejected)?;
-    key.decrypt(data, DecryptionContext::None)
+    let key = DecryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(|_| CipherError::Rejected)?)
         .map_err(|_| CipherError::Rejected)?;
+    key.decrypt(data, DecryptionContext::None).map_err(|_| CipherError::Rejected)?;
     Ok(())
 }
 

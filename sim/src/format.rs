@@ -134,11 +134,7 @@ fn seal(key: &[u8; 32], data: &[u8], rng: &mut impl RngCore) -> String {
 /// Encrypts `plaintext` into an `(encrypt_key, encrypt_chat_msg)` pair the real SDK decrypts
 /// back to exactly `plaintext`. All randomness (IVs, filler) comes from `rng`, so a seeded rng
 /// gives identical output.
-pub fn encrypt(
-    plaintext: &[u8],
-    params: &Params,
-    rng: &mut impl RngCore,
-) -> Result<Sealed, ParamsError> {
+pub fn encrypt(plaintext: &[u8], params: &Params, rng: &mut impl RngCore) -> Result<Sealed, ParamsError> {
     let a = seal(&key32(&params.k1), plaintext, rng);
     if params.s_len == 0 || params.s_len > a.len() {
         return Err(ParamsError::SLen { s_len: params.s_len, body_len: a.len() });
@@ -361,10 +357,14 @@ mod tests {
     #[test]
     fn error_codes_follow_the_sdk() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let p = Params { k1: b"0123456789abcdef0123456789abcdef".to_vec(), pre_len: 10, end_len: 8, s_len: 12 };
+        let p =
+            Params { k1: b"0123456789abcdef0123456789abcdef".to_vec(), pre_len: 10, end_len: 8, s_len: 12 };
         let s = encrypt(b"{\"a\":1}", &p, &mut rng).unwrap();
         let (k, m) = (s.encrypt_key.as_bytes(), s.encrypt_chat_msg.as_bytes());
-        assert_eq!(decrypt(k, &m[..12]), Err(DecryptError::WouldAbort("encrypt_chat_msg shorter than 13 characters")));
+        assert_eq!(
+            decrypt(k, &m[..12]),
+            Err(DecryptError::WouldAbort("encrypt_chat_msg shorter than 13 characters"))
+        );
         assert_eq!(decrypt(k, &m[..44]).unwrap_err().sdk_code(), Some(10008));
         assert_eq!(decrypt(b"", m).unwrap_err().sdk_code(), Some(10008));
         // Exactly pre_len+45 characters: nothing left for the s_len cut -> abort.

@@ -94,14 +94,6 @@ impl J {
             J::Nested(inner) => escape(&inner.render(), false, out),
         }
     }
-
-    /// Looks up a key of an object.
-    pub fn get(&self, key: &str) -> Option<&J> {
-        match self {
-            J::Obj(f) => f.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
 }
 
 /// Writes a quoted JSON string. With `raw_controls`, U+0001..U+001F go out unescaped.

@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
-use aws_lc_rs::rsa::{
-    KeySize, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey,
-};
+use aws_lc_rs::rsa::{KeySize, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
@@ -65,8 +63,7 @@ impl RsaKey {
     pub fn generate() -> Result<Self, KeyError> {
         let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(|_| KeyError::Rsa)?;
         let pkcs8 = private.as_der().map_err(|_| KeyError::Rsa)?.as_ref().to_vec();
-        let public =
-            Pkcs1PublicEncryptingKey::new(private.public_key()).map_err(|_| KeyError::Rsa)?;
+        let public = Pkcs1PublicEncryptingKey::new(private.public_key()).map_err(|_| KeyError::Rsa)?;
         Ok(RsaKey { pkcs8, public })
     }
 
@@ -138,7 +135,8 @@ mod tests {
     fn wrap_unwrap_both_pem_forms() {
         let k = RsaKey::cached(1, "test").unwrap();
         let other = RsaKey::cached(1, "other").unwrap();
-        let data = b"eFviNkolsxaILyfwWKhHiOxCN4o/qzf9mraCV5NzCWv9QEWofLB7/V6y5cnm1oUnyMjg9jpte1jrFB857PG72w==";
+        let data =
+            b"eFviNkolsxaILyfwWKhHiOxCN4o/qzf9mraCV5NzCWv9QEWofLB7/V6y5cnm1oUnyMjg9jpte1jrFB857PG72w==";
         let w = k.wrap(data).unwrap();
         assert_eq!(w.len(), 344);
         for form in [PemForm::Pkcs1, PemForm::Pkcs8] {

@@ -3,8 +3,8 @@
 //!
 //! Each file is a [`MediaBlob`]: a format-specific header and trailer (real JPEG/PNG/GIF/AMR/MP4/
 //! PDF/ZIP magic, so tools such as `file` or ffmpeg recognise them) around a body of
-//! counter-mode pseudo-random bytes keyed by the blob's `key` (a splitmix64 of `key` and the
-//! 8-byte word index: cheap, seekable, and plenty random for test data). AMR voice bodies are
+//! counter-mode pseudo-random bytes keyed by the blob's `key` (an AES-128-CTR keystream:
+//! seekable, and fast with AES-NI). AMR voice bodies are
 //! laid out as real AMR-NB 12.2 kbit/s frames (header byte `0x3C` + 31 payload bytes), which
 //! decoders accept whatever the payload bits are.
 //!
@@ -17,13 +17,16 @@ use std::sync::{Mutex, OnceLock};
 
 use md5::{Digest, Md5};
 
+use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::iv::FixedLength;
+
 use crate::crypto::{BLOCK, aes128_ecb_encrypt_in_place};
 
 /// Bytes per GetMediaData chunk: the SDK always asks for ranges of this size (PROTOCOL.md §5.3).
 pub const CHUNK: u64 = 512 * 1024;
 
 /// Bump when the byte generator changes, so cached md5s are not reused.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 /// Blobs at least this large get their md5 cached on disk.
 const DISK_CACHE_MIN: u64 = 16 * 1024 * 1024;
@@ -219,27 +222,43 @@ impl MediaBlob {
     }
 
     /// The pseudo-random body, with per-format shaping (AMR frames, printable text).
+    ///
+    /// The bytes are an AES-128-CTR keystream (key and nonce derived from `self.key`, counter =
+    /// 16-byte block index): seekable, and fast because aws-lc uses AES-NI whatever our own
+    /// optimisation level.
     fn fill_body(&self, offset: u64, out: &mut [u8]) {
-        let key = splitmix64(self.key ^ 0x5EED_0F_F11E);
-        let mut pos = offset;
-        let mut i = 0;
-        while i < out.len() {
-            let word = pos / 8;
-            let bytes = splitmix64(key ^ word.wrapping_mul(0xD1B5_4A32_D192_ED03)).to_le_bytes();
-            let skip = (pos % 8) as usize;
-            let take = (8 - skip).min(out.len() - i);
-            out[i..i + take].copy_from_slice(&bytes[skip..skip + take]);
-            i += take;
-            pos += take as u64;
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&splitmix64(self.key ^ 0x5EED_0F_F11E).to_le_bytes());
+        key[8..].copy_from_slice(&splitmix64(self.key ^ 0xB10B_5EED).to_le_bytes());
+        let nonce = splitmix64(self.key ^ 0x0C0F_FEE0).to_be_bytes();
+        let ctr = EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, &key).expect("16-byte key"))
+            .expect("AES-128-CTR is supported");
+        let keystream = |block: u64, buf: &mut [u8]| {
+            buf.fill(0);
+            let mut iv = [0u8; 16];
+            iv[..8].copy_from_slice(&nonce);
+            iv[8..].copy_from_slice(&block.to_be_bytes());
+            ctr.less_safe_encrypt(buf, EncryptionContext::Iv128(FixedLength::from(iv))).expect("CTR");
+        };
+        let skip = (offset % 16) as usize;
+        let mut done = 0;
+        if skip != 0 {
+            let mut first = [0u8; 16];
+            keystream(offset / 16, &mut first);
+            done = (16 - skip).min(out.len());
+            out[..done].copy_from_slice(&first[skip..skip + done]);
+        }
+        if done < out.len() {
+            keystream((offset + done as u64) / 16, &mut out[done..]);
         }
         match self.format {
             MediaFormat::Amr => {
                 // Frame k starts at 6 + 32k with the mode-7 (12.2 kbit/s) header 0x3C.
-                for (j, b) in out.iter_mut().enumerate() {
-                    let p = offset + j as u64;
-                    if p >= 6 && (p - 6) % 32 == 0 {
-                        *b = 0x3C;
-                    }
+                let first = if offset <= 6 { 6 } else { 6 + (offset - 6).div_ceil(32) * 32 };
+                let mut p = first;
+                while p < offset + out.len() as u64 {
+                    out[(p - offset) as usize] = 0x3C;
+                    p += 32;
                 }
             }
             MediaFormat::Text => {
@@ -319,7 +338,7 @@ impl MediaBlob {
 
     fn compute_md5(&self) -> [u8; 16] {
         let mut h = Md5::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; self.size.min(1 << 20) as usize];
         let mut off = 0;
         while off < self.size {
             let n = self.read_at(off, &mut buf);

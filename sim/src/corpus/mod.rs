@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use kinds::MsgKind;
 
-pub(crate) use generate::{CorpSpec, Generator};
+pub(crate) use generate::{CorpSpec, FIRST_VERSION, Generator, SECOND_VERSION, WITHHELD_VERSION};
 
 use crate::media::{MediaBlob, MediaFormat};
 
@@ -154,10 +154,7 @@ pub struct CorpCorpus {
 impl CorpCorpus {
     /// The record with this `seq`.
     pub fn record(&self, seq: u64) -> Option<&Arc<Record>> {
-        self.records
-            .binary_search_by_key(&seq, |r| r.seq)
-            .ok()
-            .map(|i| &self.records[i])
+        self.records.binary_search_by_key(&seq, |r| r.seq).ok().map(|i| &self.records[i])
     }
 
     /// Records that decrypt with the manifest keys (no [`RecordFault`]).
@@ -177,5 +174,171 @@ impl Corpus {
     /// The corp with this id.
     pub fn corp(&self, corpid: &str) -> Option<&CorpCorpus> {
         self.corps.iter().find(|c| c.corpid == corpid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn spec(seed: u64, initial: usize) -> CorpSpec {
+        CorpSpec {
+            seed,
+            corp: 0,
+            epoch_ms: 1_741_564_800_000,
+            initial,
+            rotate_at: Some(initial / 2),
+            fault_rates: [0.01, 0.01, 0.01, 0.01],
+            big_video: None,
+            vote_nested: false,
+            chatrecord_ms: false,
+        }
+    }
+
+    fn generate(seed: u64, n: usize) -> Vec<Arc<Record>> {
+        let mut g = Generator::new(spec(seed, n));
+        (0..n).map(|_| g.next_record()).collect()
+    }
+
+    /// Parses a plaintext, escaping the raw control characters some records carry on purpose.
+    fn lenient(b: &[u8]) -> serde_json::Value {
+        let mut s = String::new();
+        for c in String::from_utf8(b.to_vec()).unwrap().chars() {
+            if (c as u32) < 0x20 {
+                s.push_str(&format!("\\u{:04x}", c as u32));
+            } else {
+                s.push(c);
+            }
+        }
+        serde_json::from_str(&s).unwrap()
+    }
+
+    /// Every `sdkfileid` inside a JSON value, descending into `item[].content` strings.
+    fn sdkfileids(v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(id)) = m.get("sdkfileid") {
+                    out.push((id.clone(), v.clone()));
+                }
+                for (k, x) in m {
+                    if k == "content"
+                        && let serde_json::Value::String(s) = x
+                        && let Ok(inner) = serde_json::from_str::<serde_json::Value>(s)
+                        && inner.is_object()
+                    {
+                        sdkfileids(&inner, out);
+                    }
+                    sdkfileids(x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| sdkfileids(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let a = generate(11, 400);
+        let b = generate(11, 400);
+        let c = generate(12, 400);
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.plaintext == y.plaintext && x.seq == y.seq && x.fault == y.fault)
+        );
+        assert!(a.iter().zip(&c).filter(|(x, y)| x.plaintext == y.plaintext).count() < 5);
+        let ma: Vec<_> =
+            a.iter().flat_map(|r| r.media.iter().map(|m| (m.sdkfileid.clone(), m.md5.clone()))).collect();
+        let mb: Vec<_> =
+            b.iter().flat_map(|r| r.media.iter().map(|m| (m.sdkfileid.clone(), m.md5.clone()))).collect();
+        assert_eq!(ma, mb);
+    }
+
+    #[test]
+    fn every_kind_and_consistent_media_facts() {
+        let records = generate(3, 3000);
+        let first: BTreeSet<MsgKind> = records[..32].iter().map(|r| r.kind).collect();
+        assert_eq!(first.len(), 32, "the coverage block has every kind");
+        let mut seqs = records.iter().map(|r| r.seq);
+        let mut prev = seqs.next().unwrap();
+        for s in seqs {
+            assert!(s > prev);
+            prev = s;
+        }
+        let mut raw = 0;
+        let mut suffixes = BTreeSet::new();
+        let mut nested = 0;
+        let mut empty_md5 = 0;
+        for r in &records {
+            raw += usize::from(r.has_raw_controls());
+            let v = lenient(&r.plaintext);
+            assert_eq!(v["msgid"], r.msgid.as_str());
+            if r.kind == MsgKind::Switch {
+                assert!(v.get("msgtype").is_none() && v.get("from").is_none());
+                assert_eq!(v["action"], "switch");
+                assert!(v["time"].is_i64() && v["user"].is_string());
+                continue;
+            }
+            assert_eq!(v["msgtype"], r.kind.name());
+            assert_eq!(v["action"], r.action);
+            if let Some(k) = r.kind.payload_key() {
+                assert!(v[k].is_object(), "{} lacks {k}: {v}", r.kind);
+            } else {
+                assert!(v["votetitle"].is_string() && v["voteitem"].is_array());
+            }
+            for s in ["_external", "_updown_stream"] {
+                if r.msgid.ends_with(s) {
+                    suffixes.insert(s);
+                }
+            }
+            let mut found = Vec::new();
+            sdkfileids(&v, &mut found);
+            found.retain(|(id, _)| id != "not-media");
+            assert_eq!(found.len(), r.media.len(), "{}: {v}", r.kind);
+            for (m, (id, facts)) in r.media.iter().zip(&found) {
+                assert_eq!(&m.sdkfileid, id);
+                assert_eq!(m.seq, r.seq);
+                let size = ["filesize", "voice_size", "imagesize"].iter().find_map(|k| facts[k].as_u64());
+                if m.item_type != "meeting_voice_call" {
+                    assert_eq!(size, Some(m.size), "{facts}");
+                    let stated = facts["md5sum"].as_str().unwrap();
+                    assert_eq!(Some(stated), m.md5sum.as_deref());
+                    empty_md5 += usize::from(stated.is_empty());
+                    assert!(stated.is_empty() || stated == m.md5);
+                } else {
+                    assert!(facts.get("md5sum").is_none() && m.md5sum.is_none());
+                }
+                nested += usize::from(m.location != MediaLocation::Message);
+            }
+        }
+        assert!(raw >= 1, "raw control characters present");
+        assert!(raw < records.len() / 20);
+        assert_eq!(suffixes.len(), 2);
+        assert!(nested > 10, "{nested} nested media");
+        assert!(empty_md5 >= 1);
+        let media: Vec<_> = records.iter().flat_map(|r| r.media.iter()).collect();
+        assert!(media.iter().any(|m| m.chunks() > 1), "some files span several chunks");
+        assert!(media.iter().all(|m| m.size <= 1_500_000));
+        let names: Vec<_> = media.iter().filter_map(|m| m.filename.as_deref()).collect();
+        assert!(names.iter().any(|n| n.contains("..")), "hostile names");
+        assert!(names.iter().any(|n| n.len() == 300), "300-byte names");
+        for f in
+            [RecordFault::ShortMsg, RecordFault::BadBase64, RecordFault::UnknownVer, RecordFault::WrongKey]
+        {
+            assert!(records.iter().any(|r| r.fault == Some(f)), "{f:?} present");
+        }
+        let versions: BTreeSet<u32> = records.iter().map(|r| r.publickey_ver).collect();
+        assert_eq!(versions, BTreeSet::from([1, 2, 3]));
+    }
+
+    #[test]
+    fn voice_is_amr_and_md5_is_real() {
+        let records = generate(5, 500);
+        let voice = records.iter().flat_map(|r| r.media.iter()).find(|m| m.item_type == "voice").unwrap();
+        let bytes = voice.bytes();
+        assert!(bytes.starts_with(b"#!AMR\n"));
+        assert_eq!((bytes.len() - 6) % 32, 0);
+        use md5::Digest as _;
+        assert_eq!(hex::encode(md5::Md5::digest(&bytes)), voice.md5);
     }
 }

@@ -4,16 +4,16 @@
 use rand::{Rng, RngCore};
 
 pub const SURNAMES: &[&str] = &[
-    "zhang", "wang", "li", "zhao", "chen", "liu", "yang", "huang", "zhou", "wu", "xu", "sun", "ma",
-    "zhu", "hu", "guo", "he", "lin", "luo", "gao",
+    "zhang", "wang", "li", "zhao", "chen", "liu", "yang", "huang", "zhou", "wu", "xu", "sun", "ma", "zhu",
+    "hu", "guo", "he", "lin", "luo", "gao",
 ];
 pub const GIVEN: &[&str] = &[
-    "wei", "fang", "na", "min", "jing", "li", "qiang", "lei", "jun", "yang", "yong", "yan", "jie",
-    "tao", "ming", "chao", "xiuying", "xia", "ping", "gang", "hui", "jinsheng", "yu", "hao",
+    "wei", "fang", "na", "min", "jing", "li", "qiang", "lei", "jun", "yang", "yong", "yan", "jie", "tao",
+    "ming", "chao", "xiuying", "xia", "ping", "gang", "hui", "jinsheng", "yu", "hao",
 ];
 pub const DISPLAY_NAMES: &[&str] = &[
-    "张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周杰", "吴涛", "徐明", "孙丽",
-    "Alice", "Bob", "Carol", "David", "Emily", "Frank",
+    "张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周杰", "吴涛", "徐明", "孙丽", "Alice",
+    "Bob", "Carol", "David", "Emily", "Frank",
 ];
 pub const COMPANIES: &[&str] = &[
     "上海示例贸易有限公司",
@@ -69,7 +69,8 @@ pub const PHRASES: &[&str] = &[
     "库存还剩200件，需要补货吗？",
     "这个价格含税吗？",
 ];
-pub const EMOJI: &[&str] = &["😀", "👍", "🎉", "🙏", "😂", "❤️", "🔥", "✅", "🤝", "💰", "📦", "🚚", "👨‍👩‍👧", "🇨🇳"];
+pub const EMOJI: &[&str] =
+    &["😀", "👍", "🎉", "🙏", "😂", "❤️", "🔥", "✅", "🤝", "💰", "📦", "🚚", "👨‍👩‍👧", "🇨🇳"];
 pub const TITLES: &[&str] = &[
     "季度销售总结",
     "Release checklist",
@@ -158,9 +159,9 @@ pub fn chat_text(rng: &mut impl RngCore) -> String {
         if i > 0 && rng.random_range(0..8) == 0 {
             s.push('\n');
         }
-        s.push_str(pick(rng, PHRASES));
+        s.push_str(*pick(rng, PHRASES));
         if rng.random_range(0..6) == 0 {
-            s.push_str(pick(rng, EMOJI));
+            s.push_str(*pick(rng, EMOJI));
         }
     }
     s
