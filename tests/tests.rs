@@ -3,4 +3,5 @@
 //! real MariaDB and Redis (scripts/services.sh); nothing is mocked.
 
 mod common;
+mod ingest;
 mod sdk;

@@ -1,6 +1,9 @@
 //! The command line: clap definitions and dispatch. `main.rs` only calls [`main`].
 
-mod corp;
+mod bench;
+mod bench_ingest;
+pub mod corp;
+mod demo;
 mod ingest;
 mod status;
 
@@ -41,6 +44,20 @@ enum Command {
     Status(status::StatusArgs),
     /// Load the SDK and check it works here (decrypts known vectors offline).
     SdkCheck,
+    /// Run the whole pipeline against the built-in simulator (real SDK, MariaDB, Redis).
+    Demo(demo::DemoArgs),
+    /// Benchmarks that print measured ratios (see issue targets).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// The simulated WeCom service (for tests, demos and trying things by hand).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Serve a fake qyapi.weixin.qq.com (HTTP CONNECT/SOCKS5 proxy + TLS) and write a manifest.
+    Serve(wework_archive_sim::ServeArgs),
 }
 
 /// Parses the command line, runs it and maps errors to exit codes
@@ -85,6 +102,15 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         Command::Redecrypt(args) => ingest::redecrypt(args, config).await,
         Command::Status(args) => status::run(args, &config).await,
         Command::SdkCheck => sdk_check(&config),
+        Command::Demo(args) => demo::run(args, config).await,
+        Command::Bench(cmd) => {
+            bench::run(cmd, config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(SimCommand::Serve(args)) => {
+            wework_archive_sim::serve_cli(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

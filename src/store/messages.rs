@@ -209,6 +209,11 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets which message tables exist (after dropping some).
+    pub fn forget_message_tables(&self) {
+        self.table_cache().0.lock().unwrap().clear();
+    }
+
     /// Stores a batch and advances the cursor to `last_seq` in one transaction,
     /// if and only if this writer still holds `fence`.
     ///

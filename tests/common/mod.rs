@@ -66,3 +66,92 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+use std::sync::Arc;
+
+use wework_archive::config::{Config, SettingsArgs};
+use wework_archive::store::Store;
+use wework_archive::wecom::ingest::IngestContext;
+
+/// A database of its own for one test: dropped and recreated at the start,
+/// so reruns begin clean. Names are fixed per test (`wwt_<tag>`).
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+pub const DB_SERVER: &str = "mysql://root@127.0.0.1:3306";
+
+impl TestDb {
+    pub async fn fresh(tag: &str) -> (TestDb, Store) {
+        Self::fresh_on(DB_SERVER, tag).await
+    }
+
+    pub async fn fresh_on(server: &str, tag: &str) -> (TestDb, Store) {
+        use mysql_async::prelude::*;
+        let name = format!("wwt_{tag}");
+        let pool = mysql_async::Pool::new(server);
+        let mut conn = pool.get_conn().await.expect("MariaDB on 127.0.0.1:3306 (bash scripts/services.sh)");
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
+        drop(conn);
+        pool.disconnect().await.unwrap();
+        let url = format!("{server}/{name}");
+        let store = Store::open(&url).await.unwrap();
+        (TestDb { url, name }, store)
+    }
+}
+
+/// Settings for a test: its database, its media root, short timers.
+pub fn test_config(db_url: &str, msgfile: &std::path::Path) -> Config {
+    let args = SettingsArgs {
+        database_url: Some(db_url.to_owned()),
+        msgfile_dir: Some(msgfile.to_owned()),
+        calls_per_minute: Some(60_000),
+        instance: Some(format!("test-{}", std::process::id())),
+        ..Default::default()
+    };
+    Config::resolve(&args).unwrap()
+}
+
+pub fn ingest_context(store: Store, config: Config) -> IngestContext {
+    IngestContext::new(store, sdk_lib(), Arc::new(config))
+}
+
+/// The release or debug binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wework-archive"))
+}
+
+/// Stored (msgid → msgdata) of one corp's table.
+pub async fn stored_messages(
+    store: &Store,
+    corpid: &str,
+) -> std::collections::HashMap<String, Option<Vec<u8>>> {
+    use mysql_async::prelude::*;
+    let mut conn = store.conn().await.unwrap();
+    let rows: Vec<(String, Option<Vec<u8>>)> =
+        conn.query(format!("SELECT msgid, msgdata FROM `message_{corpid}`")).await.unwrap();
+    let n = rows.len();
+    let map: std::collections::HashMap<_, _> = rows.into_iter().collect();
+    assert_eq!(map.len(), n, "duplicate msgids in message_{corpid}");
+    map
+}
+
+/// Asserts that a corp's table holds exactly the simulator's good records,
+/// byte for byte, and returns how many rows it has in all.
+pub async fn assert_table_equals_corpus(store: &Store, corp: &wework_archive_sim::CorpCorpus) -> usize {
+    let stored = stored_messages(store, &corp.corpid).await;
+    let mut good = 0;
+    for r in corp.good_records() {
+        good += 1;
+        match stored.get(&r.msgid) {
+            Some(Some(data)) => {
+                assert!(data == &r.plaintext, "{}: msgdata differs for {}", corp.corpid, r.msgid)
+            }
+            Some(None) => panic!("{}: {} stored without plaintext", corp.corpid, r.msgid),
+            None => panic!("{}: {} (seq {}) missing", corp.corpid, r.msgid, r.seq),
+        }
+    }
+    assert_eq!(stored.len(), corp.records.len(), "{}: rows vs corpus records ({good} good)", corp.corpid);
+    stored.len()
+}

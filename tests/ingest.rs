@@ -1,0 +1,350 @@
+//! Ingest end to end: the real SDK pulls from the simulator through its proxy
+//! argument, records are decrypted and stored in real MariaDB.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+use wework_archive::cli::corp::import_manifest;
+use wework_archive::store::CorpId;
+use wework_archive::wecom::ingest::redecrypt::redecrypt_corp;
+use wework_archive::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
+use wework_archive_sim::{FaultKind, FaultSpec, RecordFault, SimConfig, Simulator};
+
+use crate::common::{TestDb, assert_table_equals_corpus, binary, ingest_context, test_config};
+
+async fn start_sim(config: SimConfig) -> Simulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Simulator::start(listener, config).await.unwrap()
+}
+
+async fn pull_all(ctx: &IngestContext, corps: &[CorpId]) {
+    let mut tasks = Vec::new();
+    for corpid in corps {
+        let ctx = ctx.clone();
+        let corpid = corpid.clone();
+        tasks.push(tokio::spawn(async move {
+            let row = ctx.store.corp(&corpid).await.unwrap().unwrap();
+            let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await.unwrap();
+            pull_corp(&ctx, spec, RunOptions::until_caught_up(), CancellationToken::new()).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn setup(tag: &str, sim: &Simulator) -> (TestDb, IngestContext, Vec<CorpId>, tempfile::TempDir) {
+    let (db, store) = TestDb::fresh(tag).await;
+    let media = tempfile::tempdir().unwrap();
+    let config = test_config(&db.url, media.path());
+    let manifest = serde_json::to_string(&sim.manifest()).unwrap();
+    let corps = import_manifest(&store, &config, &manifest).await.unwrap();
+    (db, ingest_context(store, config), corps, media)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_corps_of_20000_with_rotation_equal_the_corpus() {
+    let sim = start_sim(SimConfig { seed: 41, corps: 3, messages: 20_000, ..Default::default() }).await;
+    let (_db, ctx, corps, _media) = setup("ingest_full", &sim).await;
+    pull_all(&ctx, &corps).await;
+    let corpus = sim.corpus();
+    let mut types = std::collections::BTreeSet::new();
+    let mut versions = std::collections::BTreeSet::new();
+    for corp in &corpus.corps {
+        assert_eq!(assert_table_equals_corpus(&ctx.store, corp).await, 20_000);
+        for r in &corp.records {
+            types.insert(r.msgtype().unwrap_or("switch"));
+            versions.insert(r.publickey_ver);
+        }
+    }
+    assert!(types.len() >= 32, "corpus covers every type: {types:?}");
+    assert!(versions.len() >= 2, "key rotation: {versions:?}");
+    // Stored types match too, and every row decrypted.
+    let mut conn = ctx.store.conn().await.unwrap();
+    for corp in &corps {
+        let bad: u64 = conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM {} WHERE decrypt_status <> 'ok'",
+                corp.message_table()
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bad, 0, "{corp}");
+        let cursor = ctx.store.cursor(corp).await.unwrap();
+        let last = corpus.corp(corp.as_str()).unwrap().records.last().unwrap().seq;
+        assert_eq!(cursor, last, "{corp}: cursor is the last stored seq");
+    }
+    // A second pull finds nothing new and stores nothing twice.
+    let stored_before = ctx.stats.stored();
+    pull_all(&ctx, &corps).await;
+    assert_eq!(ctx.stats.stored(), stored_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_kept_marked_and_redecrypted_once_the_key_arrives() {
+    let faults = FaultSpec::none()
+        .with(FaultKind::ShortMsg, 0.01)
+        .with(FaultKind::BadBase64, 0.01)
+        .with(FaultKind::UnknownVer, 0.02)
+        .with(FaultKind::WrongKey, 0.01);
+    let sim = start_sim(SimConfig { seed: 42, corps: 1, messages: 3000, faults, ..Default::default() }).await;
+    let (_db, ctx, corps, _media) = setup("ingest_bad", &sim).await;
+    pull_all(&ctx, &corps).await;
+    let corpus = sim.corpus();
+    let corp = &corpus.corps[0];
+    let corpid = &corps[0];
+
+    let mut conn = ctx.store.conn().await.unwrap();
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .query(format!("SELECT msgid, decrypt_status, encrypt_chat_msg FROM {}", corpid.message_table()))
+        .await
+        .unwrap();
+    let status: BTreeMap<String, (String, Option<String>)> =
+        rows.into_iter().map(|(m, s, e)| (m, (s, e))).collect();
+    assert_eq!(status.len(), corp.records.len(), "every record stored, bad ones too");
+    let mut seen = BTreeMap::new();
+    for r in &corp.records {
+        let (st, enc) = &status[&r.msgid];
+        let want = match r.fault {
+            None => "ok",
+            Some(RecordFault::ShortMsg) => "bad_message",
+            Some(RecordFault::BadBase64) => "bad_random_key",
+            Some(RecordFault::UnknownVer) => "no_key",
+            Some(RecordFault::WrongKey) => "wrong_key",
+        };
+        assert_eq!(st, want, "{} {:?}", r.msgid, r.fault);
+        if r.fault.is_some() {
+            assert!(enc.is_some(), "ciphertext kept for {}", r.msgid);
+        }
+        *seen.entry(want).or_insert(0) += 1;
+    }
+    for want in ["bad_message", "bad_random_key", "no_key", "wrong_key"] {
+        assert!(seen.get(want).copied().unwrap_or(0) > 0, "fault {want} present: {seen:?}");
+    }
+    // The cursor moved past the bad records.
+    assert_eq!(ctx.store.cursor(corpid).await.unwrap(), corp.records.last().unwrap().seq);
+
+    // Add the withheld key, redecrypt: the no_key records complete.
+    let withheld = sim.withheld_keys();
+    let key = withheld.iter().find(|k| k.corpid == corpid.as_str()).expect("a withheld key");
+    ctx.store.set_key(corpid, key.version, &key.private_key_pem).await.unwrap();
+    let report = redecrypt_corp(&ctx, corpid).await.unwrap();
+    assert_eq!(report.completed, seen["no_key"], "{report:?}");
+    let stored = crate::common::stored_messages(&ctx.store, corpid.as_str()).await;
+    for r in corp.records.iter().filter(|r| r.fault == Some(RecordFault::UnknownVer)) {
+        assert_eq!(stored[&r.msgid].as_deref(), Some(&r.plaintext[..]), "{}", r.msgid);
+    }
+    let after: Vec<(String, u64)> = ctx.store.decrypt_status_counts(corpid).await.unwrap();
+    assert!(!after.iter().any(|(s, _)| s == "no_key"), "{after:?}");
+    // Running it again changes nothing.
+    let again = redecrypt_corp(&ctx, corpid).await.unwrap();
+    assert_eq!(again.completed, 0);
+}
+
+/// Runs `wework-archive pull` for one corp in a child process.
+fn pull_command(db_url: &str, corpid: &str) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(["pull", "--corp", corpid, "--until-caught-up"])
+        .env("DATABASE_URL", db_url)
+        .env("WEWORK_SDK_LIB", crate::common::sdk_lib().path())
+        .env("WEWORK_CALLS_PER_MINUTE", "60000")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_ten_random_moments_then_restart_matches_a_clean_run() {
+    let sim = start_sim(SimConfig { seed: 43, corps: 1, messages: 8000, ..Default::default() }).await;
+    let (db, ctx, corps, _media) = setup("ingest_crash", &sim).await;
+    let corpid = corps[0].clone();
+    // Small batches: many commits, so kills land before, inside and after them.
+    let mut conn = ctx.store.conn().await.unwrap();
+    conn.exec_drop("UPDATE corplist SET limits = 250 WHERE corpid = ?", (corpid.as_str(),)).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut kills = 0;
+    for _ in 0..10 {
+        let mut child = pull_command(&db.url, corpid.as_str()).spawn().unwrap();
+        let wait = Duration::from_millis(rng.random_range(150..1200));
+        tokio::time::sleep(wait).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 5, "most runs were killed mid-way ({kills})");
+    let status = pull_command(&db.url, corpid.as_str()).status().unwrap();
+    assert!(status.success());
+    let corpus = sim.corpus();
+    assert_table_equals_corpus(&ctx.store, &corpus.corps[0]).await;
+    assert_eq!(ctx.store.cursor(&corpid).await.unwrap(), corpus.corps[0].records.last().unwrap().seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_corpid_is_refused_and_nothing_changes() {
+    let (db, store) = TestDb::fresh("ingest_hostile").await;
+    let hostile = "ww1`; DROP TABLE corplist; --";
+    let out = Command::new(binary())
+        .args(["corp", "add", "--corpid", hostile, "--secret", "s"])
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a plain identifier"), "{err}");
+    let mut conn = store.conn().await.unwrap();
+    let n: u64 = conn.query_first("SELECT COUNT(*) FROM corplist").await.unwrap().unwrap();
+    assert_eq!(n, 0);
+    // The same id inserted by hand is listed as invalid and never archived.
+    conn.exec_drop("INSERT INTO corplist (corpid, secret) VALUES (?, 's')", (hostile,)).await.unwrap();
+    let out = Command::new(binary()).args(["corp", "list"]).env("DATABASE_URL", &db.url).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INVALID corp id"));
+    let out = Command::new(binary())
+        .args(["pull", "--corp", hostile, "--until-caught-up"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let tables: Vec<String> = conn
+        .exec("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", (&db.name,))
+        .await
+        .unwrap();
+    assert!(tables.iter().any(|t| t == "corplist"), "{tables:?}");
+    assert!(!tables.iter().any(|t| t.starts_with("message_")), "{tables:?}");
+}
+
+/// A private MariaDB server this test may stop and start without disturbing
+/// the others (they share the system one on 3306).
+struct PrivateMariaDb {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariaDb {
+    fn start() -> PrivateMariaDb {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = dir.path().join("data");
+        let st = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--user=root",
+                "--skip-test-db",
+                &format!("--datadir={}", data.display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("mariadb-install-db (apt-get install mariadb-server)");
+        assert!(st.success());
+        let mut db = PrivateMariaDb { dir, port, child: None };
+        db.run();
+        db
+    }
+
+    fn run(&mut self) {
+        let data = self.dir.path().join("data");
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                &format!("--datadir={}", data.display()),
+                &format!("--port={}", self.port),
+                "--bind-address=127.0.0.1",
+                &format!("--socket={}", self.dir.path().join("sock").display()),
+                &format!("--pid-file={}", self.dir.path().join("pid").display()),
+                "--innodb-buffer-pool-size=64M",
+                "--skip-log-bin",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private MariaDB did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn server_url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_restarted_mid_run_loses_nothing() {
+    let mut mariadb = tokio::task::spawn_blocking(PrivateMariaDb::start).await.unwrap();
+    let sim = start_sim(SimConfig { seed: 44, corps: 1, messages: 6000, ..Default::default() }).await;
+    let (_db, store) = TestDb::fresh_on(&mariadb.server_url(), "ingest_restart").await;
+    let media = tempfile::tempdir().unwrap();
+    let config = test_config(&format!("{}/wwt_ingest_restart", mariadb.server_url()), media.path());
+    let corps =
+        import_manifest(&store, &config, &serde_json::to_string(&sim.manifest()).unwrap()).await.unwrap();
+    let corpid = corps[0].clone();
+    let mut conn = store.conn().await.unwrap();
+    conn.exec_drop("UPDATE corplist SET limits = 200 WHERE corpid = ?", (corpid.as_str(),)).await.unwrap();
+    drop(conn);
+    let ctx = ingest_context(store.clone(), config);
+    let row = ctx.store.corp(&corpid).await.unwrap().unwrap();
+    let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await.unwrap();
+    let run = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut opts = RunOptions::until_caught_up();
+            opts.backoff_cap = Duration::from_secs(1);
+            pull_corp(&ctx, spec, opts, CancellationToken::new()).await
+        })
+    };
+    // Let some batches land, then take the database away for a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ctx.stats.stored() < 600 {
+        assert!(std::time::Instant::now() < deadline, "no progress before the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mariadb.kill();
+    let stored_at_kill = ctx.stats.stored();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!run.is_finished(), "the ingester waits for the database instead of failing");
+    let mariadb = tokio::task::spawn_blocking(move || {
+        mariadb.run();
+        mariadb
+    })
+    .await
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("pull finishes after the restart")
+        .unwrap()
+        .expect("pull succeeds after the restart");
+    assert!(report.stored > 0 && ctx.stats.stored() > stored_at_kill);
+    let corpus = sim.corpus();
+    assert_table_equals_corpus(&ctx.store, &corpus.corps[0]).await;
+    assert_eq!(ctx.store.cursor(&corpid).await.unwrap(), corpus.corps[0].records.last().unwrap().seq);
+    drop(mariadb);
+}
