@@ -1,0 +1,582 @@
+//! The media queue in SQL: claiming jobs, recording progress, settling them, and
+//! keeping the seed's per-message media columns in step.
+//!
+//! A job is claimed by one conditional UPDATE (`pending` and due, or `downloading`
+//! with an expired claim), so two workers — in one process or in two — never hold
+//! it at once. The claim carries a random token; every later write is conditioned
+//! on it, so a worker whose claim expired and was taken over can no longer move the
+//! job (it notices at its next write and stops).
+//!
+//! The message row (`message_<corpid>`: `status`, `media_code`, `media_path`) is
+//! derived from all of the message's jobs whenever one of them changes state:
+//! - 4 (failed) when any job ended `failed`, `expired` or `corrupt`; `media_code` is
+//!   that job's code (the SDK's, e.g. 10010; -1 when the file failed verification);
+//! - else 3 (done) when every job is `done`;
+//! - else 2 (loading) when one is `downloading`;
+//! - else 1 (not loaded: `pending` or `paused`).
+//!
+//! `media_path` is the path of the done job with the lowest item index (the
+//! message's own file for single-media messages), or "" when none is done.
+//! For a single-media message this is exactly the state of its index-0 job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use mysql_async::{Row, TxOpts};
+
+use crate::store::{CorpId, Store, StoreError};
+use crate::wecom::media_refs::MediaKind;
+
+/// `media_code` of a file that failed verification (size or md5) every time.
+pub const CODE_CORRUPT: i32 = -1;
+
+/// A job's state (`media_jobs.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobState {
+    /// Waiting (possibly until `next_attempt_at`).
+    Pending,
+    /// Claimed by a worker.
+    Downloading,
+    /// On disk and verified.
+    Done,
+    /// Gave up after bounded retries.
+    Failed,
+    /// The server says the media expired (10010 / 301048).
+    Expired,
+    /// Never matched its stated size or md5.
+    Corrupt,
+    /// Held back while the corp's IP is refused (10009 / 301042).
+    Paused,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 7] = [
+        JobState::Pending,
+        JobState::Downloading,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Expired,
+        JobState::Corrupt,
+        JobState::Paused,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Downloading => "downloading",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Expired => "expired",
+            JobState::Corrupt => "corrupt",
+            JobState::Paused => "paused",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<JobState> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// States `media retry` puts back in the queue.
+    pub const RETRYABLE: [JobState; 4] =
+        [JobState::Failed, JobState::Corrupt, JobState::Expired, JobState::Paused];
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A claimed job: what the worker needs to download, verify and place the file.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Row id.
+    pub id: u64,
+    /// The message.
+    pub msgid: String,
+    /// 0 = the message's own media, 1.. nested.
+    pub item_index: u32,
+    /// The kind (unknown kinds are treated as files).
+    pub kind: MediaKind,
+    /// For GetMediaData.
+    pub sdkfileid: String,
+    /// Stated md5 (may be empty).
+    pub md5sum: String,
+    /// Stated size.
+    pub size: Option<u64>,
+    /// Stated file name (unsanitised).
+    pub filename: String,
+    /// Stated extension (unsanitised).
+    pub fileext: String,
+    /// Emotion type.
+    pub emotion_type: Option<i64>,
+    /// Message time, ms UTC.
+    pub msgtime: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Downloads discarded for a size or md5 mismatch so far.
+    pub verify_failures: u32,
+    /// Index for the next chunk ("" = from the start).
+    pub next_index: String,
+    /// Bytes durable in the `.part` file.
+    pub bytes_done: u64,
+    /// The claim this worker holds.
+    pub claim_token: u64,
+}
+
+/// How a job ends for good (for now: `media retry` can requeue it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// Verified and in place.
+    Done,
+    /// Bounded retries exhausted.
+    Failed,
+    /// 10010.
+    Expired,
+    /// Verification failed every time.
+    Corrupt,
+}
+
+impl Terminal {
+    fn state(self) -> JobState {
+        match self {
+            Terminal::Done => JobState::Done,
+            Terminal::Failed => JobState::Failed,
+            Terminal::Expired => JobState::Expired,
+            Terminal::Corrupt => JobState::Corrupt,
+        }
+    }
+}
+
+/// Derives the message columns from the jobs of the messages selected by `filter`
+/// (an SQL condition on `media_jobs`, with its parameters after the corp id).
+async fn refresh_messages<Q: Queryable>(
+    q: &mut Q,
+    corpid: &CorpId,
+    filter: &str,
+    params: Vec<mysql_async::Value>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE {table} m JOIN (
+            SELECT msgid,
+                SUM(state IN ('failed', 'expired', 'corrupt')) AS bad,
+                SUM(state = 'done') AS ok,
+                SUM(state = 'downloading') AS busy,
+                COUNT(*) AS n,
+                SUBSTRING_INDEX(GROUP_CONCAT(IF(state IN ('failed', 'expired', 'corrupt'), last_code, NULL)
+                    ORDER BY item_index), ',', 1) AS code,
+                SUBSTRING_INDEX(GROUP_CONCAT(IF(state = 'done', path, NULL) ORDER BY item_index), ',', 1) AS first
+            FROM media_jobs WHERE corpid = ? AND {filter} GROUP BY msgid
+         ) j ON m.msgid = j.msgid
+         SET m.status = CASE WHEN j.bad > 0 THEN 4 WHEN j.ok = j.n THEN 3 WHEN j.busy > 0 THEN 2 ELSE 1 END,
+             m.media_code = IF(j.bad > 0, CAST(j.code AS SIGNED), 0),
+             m.media_path = COALESCE(j.first, '')",
+        table = corpid.message_table()
+    );
+    let mut all = vec![mysql_async::Value::from(corpid.as_str())];
+    all.extend(params);
+    q.exec_drop(sql, all).await?;
+    Ok(())
+}
+
+/// One corp's queue, as seen by the workers of one process.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    store: Store,
+    corpid: CorpId,
+    owner: String,
+    claim_ttl: Duration,
+}
+
+const JOB_COLUMNS: &str = "id, msgid, item_index, kind, sdkfileid, md5sum, size, filename, fileext, \
+     emotion_type, msgtime, attempts, verify_failures, next_index, bytes_done, claim_token";
+
+/// A job is claimable when it is pending and due, or claimed by someone whose claim expired.
+const CLAIMABLE: &str = "((state = 'pending' AND next_attempt_at <= NOW(3)) \
+     OR (state = 'downloading' AND (claimed_until IS NULL OR claimed_until < NOW(3))))";
+
+fn job_from_row(mut r: Row) -> Job {
+    let kind: String = r.take("kind").unwrap_or_default();
+    Job {
+        id: r.take("id").unwrap_or_default(),
+        msgid: r.take("msgid").unwrap_or_default(),
+        item_index: r.take("item_index").unwrap_or_default(),
+        kind: MediaKind::from_msgtype(&kind).unwrap_or(MediaKind::File),
+        sdkfileid: r.take("sdkfileid").unwrap_or_default(),
+        md5sum: r.take("md5sum").unwrap_or_default(),
+        size: r.take::<Option<u64>, _>("size").flatten(),
+        filename: r.take("filename").unwrap_or_default(),
+        fileext: r.take("fileext").unwrap_or_default(),
+        emotion_type: r.take::<Option<i64>, _>("emotion_type").flatten(),
+        msgtime: r.take("msgtime").unwrap_or_default(),
+        attempts: r.take("attempts").unwrap_or_default(),
+        verify_failures: r.take("verify_failures").unwrap_or_default(),
+        next_index: r.take("next_index").unwrap_or_default(),
+        bytes_done: r.take("bytes_done").unwrap_or_default(),
+        claim_token: r.take("claim_token").unwrap_or_default(),
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Queue {
+    /// The queue of `corpid`; claims are made as `owner` (the instance name) and
+    /// last `claim_ttl` after each write.
+    pub fn new(store: Store, corpid: CorpId, owner: String, claim_ttl: Duration) -> Queue {
+        Queue { store, corpid, owner, claim_ttl }
+    }
+
+    /// The corp.
+    pub fn corpid(&self) -> &CorpId {
+        &self.corpid
+    }
+
+    /// Puts this instance's own `downloading` jobs back in the queue: at start, no
+    /// worker of ours can still hold them (a crash or a kill left them behind).
+    pub async fn reclaim_own(&self) -> Result<u64, StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL
+             WHERE corpid = ? AND state = 'downloading' AND claimed_by = ?",
+            (self.corpid.as_str(), &self.owner),
+        )
+        .await?;
+        Ok(conn.affected_rows())
+    }
+
+    /// Claims the next due job, if any.
+    pub async fn claim(&self) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let ids: Vec<u64> = conn
+            .exec(
+                format!("SELECT id FROM media_jobs WHERE corpid = ? AND {CLAIMABLE} ORDER BY id LIMIT 16"),
+                (self.corpid.as_str(),),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        // Workers start at different candidates so they rarely race for the same row.
+        let start = rand::random_range(0..ids.len().min(4));
+        for id in ids[start..].iter().chain(&ids[..start]) {
+            let token = rand::random::<u64>() | 1;
+            conn.exec_drop(
+                format!(
+                    "UPDATE media_jobs SET state = 'downloading', claimed_by = ?, claim_token = ?,
+                         claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+                     WHERE id = ? AND {CLAIMABLE}"
+                ),
+                (&self.owner, token, micros(self.claim_ttl), id),
+            )
+            .await?;
+            if conn.affected_rows() != 1 {
+                continue; // another worker was faster
+            }
+            let row: Option<Row> =
+                conn.exec_first(format!("SELECT {JOB_COLUMNS} FROM media_jobs WHERE id = ?"), (id,)).await?;
+            let Some(job) = row.map(job_from_row) else { continue };
+            refresh_messages(&mut conn, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
+            return Ok(Some(job));
+        }
+        Ok(None)
+    }
+
+    /// Records durable progress (the `.part` file is fsynced up to `bytes_done`) and
+    /// renews the claim. False when the claim was lost: stop working on the job.
+    pub async fn progress(
+        &self,
+        job: &Job,
+        next_index: &str,
+        bytes_done: u64,
+        chunks: u32,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET next_index = ?, bytes_done = ?, chunks = chunks + ?,
+                 claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+             WHERE id = ? AND claim_token = ? AND state = 'downloading'",
+            (next_index, bytes_done, chunks.max(1), micros(self.claim_ttl), job.id, job.claim_token),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    /// Starts the job over from zero after a verification failure (the `.part` file
+    /// is already emptied). False when the claim was lost.
+    pub async fn restart(&self, job: &Job, verify_failures: u32, error: &str) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET next_index = '', bytes_done = 0, verify_failures = ?, last_code = ?,
+                 last_error = ?, claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+             WHERE id = ? AND claim_token = ? AND state = 'downloading'",
+            (verify_failures, CODE_CORRUPT, clip(error), micros(self.claim_ttl), job.id, job.claim_token),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    /// Gives the job back to the queue, due again after `delay`; `failed_attempt`
+    /// counts it against the job's bound. Progress is kept.
+    pub async fn release(
+        &self,
+        job: &Job,
+        delay: Duration,
+        failed_attempt: bool,
+        code: i32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        tx.exec_drop(
+            "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL,
+                 next_attempt_at = NOW(3) + INTERVAL ? MICROSECOND, attempts = attempts + ?,
+                 last_code = ?, last_error = ?
+             WHERE id = ? AND claim_token = ?",
+            (micros(delay), u32::from(failed_attempt), code, clip(error), job.id, job.claim_token),
+        )
+        .await?;
+        let ours = tx.affected_rows() == 1;
+        if ours {
+            refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
+        }
+        tx.commit().await?;
+        Ok(ours)
+    }
+
+    /// Settles the job and its message in one transaction. `path` is the file
+    /// relative to the media root (Done only). False when the claim was lost.
+    pub async fn finish(
+        &self,
+        job: &Job,
+        how: Terminal,
+        path: &str,
+        bytes: u64,
+        code: i32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        if how == Terminal::Done {
+            tx.exec_drop(
+                "UPDATE media_jobs SET state = 'done', path = ?, bytes_done = ?, next_index = '',
+                     last_code = 0, last_error = '', claimed_by = '', claim_token = 0, claimed_until = NULL,
+                     finished_at = NOW(3)
+                 WHERE id = ? AND claim_token = ?",
+                (path, bytes, job.id, job.claim_token),
+            )
+            .await?;
+        } else {
+            tx.exec_drop(
+                "UPDATE media_jobs SET state = ?, attempts = attempts + 1, last_code = ?, last_error = ?,
+                     claimed_by = '', claim_token = 0, claimed_until = NULL, finished_at = NOW(3)
+                 WHERE id = ? AND claim_token = ?",
+                (how.state().as_str(), code, clip(error), job.id, job.claim_token),
+            )
+            .await?;
+        }
+        let ours = tx.affected_rows() == 1;
+        if ours {
+            refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(ours)
+    }
+
+    /// The corp's IP is refused: parks this job and every pending one as `paused`.
+    /// Returns how many jobs are paused now.
+    pub async fn pause_all(&self, job: &Job, code: i32, error: &str) -> Result<u64, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        tx.exec_drop(
+            "UPDATE media_jobs SET state = 'paused', claimed_by = '', claim_token = 0, claimed_until = NULL,
+                 last_code = ?, last_error = ?
+             WHERE id = ? AND claim_token = ?",
+            (code, clip(error), job.id, job.claim_token),
+        )
+        .await?;
+        tx.exec_drop(
+            "UPDATE media_jobs SET state = 'paused' WHERE corpid = ? AND state = 'pending'",
+            (self.corpid.as_str(),),
+        )
+        .await?;
+        refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
+        let paused: u64 = tx
+            .exec_first(
+                "SELECT COUNT(*) FROM media_jobs WHERE corpid = ? AND state = 'paused'",
+                (self.corpid.as_str(),),
+            )
+            .await?
+            .unwrap_or(0);
+        tx.commit().await?;
+        Ok(paused)
+    }
+
+    /// Puts paused jobs back in the queue (after the pause window: a probe).
+    pub async fn resume_paused(&self) -> Result<u64, StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET state = 'pending', next_attempt_at = NOW(3) WHERE corpid = ? AND state = 'paused'",
+            (self.corpid.as_str(),),
+        )
+        .await?;
+        Ok(conn.affected_rows())
+    }
+
+    /// Whether work remains that is not claimable yet: None when nothing is pending
+    /// or downloading, else how long until the earliest of it may become claimable.
+    pub async fn outstanding(&self) -> Result<Option<Duration>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let row: Option<(u64, Option<i64>)> = conn
+            .exec_first(
+                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, NOW(3),
+                     MIN(IF(state = 'pending', next_attempt_at, COALESCE(claimed_until, NOW(3)))))
+                 FROM media_jobs WHERE corpid = ? AND state IN ('pending', 'downloading')",
+                (self.corpid.as_str(),),
+            )
+            .await?;
+        Ok(match row {
+            Some((n, wait)) if n > 0 => Some(Duration::from_micros(wait.unwrap_or(0).max(0) as u64)),
+            _ => None,
+        })
+    }
+
+    /// Jobs by state.
+    pub async fn counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let rows: Vec<(String, u64)> = conn
+            .exec(
+                "SELECT state, COUNT(*) FROM media_jobs WHERE corpid = ? GROUP BY state",
+                (self.corpid.as_str(),),
+            )
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Records the voice transcode outcome.
+    pub async fn set_transcode(&self, id: u64, state: &str, mp3_path: &str) -> Result<(), StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET transcode = ?, mp3_path = ? WHERE id = ?",
+            (state, mp3_path, id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Done voice files never transcoded (a crash between the two steps).
+    pub async fn untranscoded(&self, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        Ok(conn
+            .exec(
+                "SELECT id, path FROM media_jobs
+                 WHERE corpid = ? AND kind = 'voice' AND state = 'done' AND transcode = '' LIMIT ?",
+                (self.corpid.as_str(), limit),
+            )
+            .await?)
+    }
+
+    /// Raises the corp's alarm (media alarms start with `media:`).
+    pub async fn raise_alarm(&self, text: &str) -> Result<(), StoreError> {
+        self.store.ensure_state(&self.corpid).await?;
+        self.store.set_alarm(&self.corpid, &clip(&format!("media: {text}"))).await
+    }
+
+    /// Clears the corp's alarm if it is a media alarm.
+    pub async fn clear_alarm(&self) -> Result<(), StoreError> {
+        let mut conn = self.store.conn().await?;
+        conn.exec_drop(
+            "UPDATE corp_state SET alarm = '' WHERE corpid = ? AND alarm LIKE 'media:%'",
+            (self.corpid.as_str(),),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(1000).collect()
+}
+
+/// Jobs by state for every corp: `corpid → state → count`.
+pub async fn backlog(store: &Store) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
+    let mut conn = store.conn().await?;
+    let rows: Vec<(String, String, u64)> =
+        conn.query("SELECT corpid, state, COUNT(*) FROM media_jobs GROUP BY corpid, state").await?;
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (corp, state, n) in rows {
+        out.entry(corp).or_default().insert(state, n);
+    }
+    Ok(out)
+}
+
+/// `media retry`: puts jobs in `states` (of one corp, or all) back in the queue with
+/// fresh retry bounds, keeping their progress, and updates their messages.
+/// Returns how many jobs were requeued.
+pub async fn requeue(store: &Store, corp: Option<&CorpId>, states: &[JobState]) -> Result<u64, StoreError> {
+    if states.is_empty() {
+        return Ok(0);
+    }
+    let list = states.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
+    let mut conn = store.conn().await?;
+    let corps: Vec<String> = match corp {
+        Some(c) => {
+            conn.exec(
+                format!("SELECT DISTINCT corpid FROM media_jobs WHERE corpid = ? AND state IN ({list})"),
+                (c.as_str(),),
+            )
+            .await?
+        }
+        None => conn.query(format!("SELECT DISTINCT corpid FROM media_jobs WHERE state IN ({list})")).await?,
+    };
+    let mut total = 0;
+    for raw in corps {
+        let Ok(corpid) = CorpId::new(&raw) else {
+            tracing::warn!("media_jobs holds an invalid corp id {raw:?}; not requeued");
+            continue;
+        };
+        store.ensure_message_table(&corpid).await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        tx.exec_drop(
+            format!(
+                "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL,
+                     attempts = 0, verify_failures = 0, next_attempt_at = NOW(3), last_error = ''
+                 WHERE corpid = ? AND state IN ({list})"
+            ),
+            (corpid.as_str(),),
+        )
+        .await?;
+        total += tx.affected_rows();
+        refresh_messages(
+            &mut tx,
+            &corpid,
+            "msgid IN (SELECT msgid FROM media_jobs WHERE corpid = ? AND state = 'pending')",
+            vec![corpid.as_str().into()],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobState::parse("nope"), None);
+        assert!(!JobState::RETRYABLE.contains(&JobState::Done));
+        assert!(!JobState::RETRYABLE.contains(&JobState::Downloading));
+    }
+}
