@@ -56,7 +56,7 @@ pub fn aes256_cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Ve
 
 /// AES-256-CBC decryption followed by the PKCS#7 check.
 pub fn aes256_cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>, CipherError> {
-    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(BLOCK) {
         return Err(CipherError::Length(ciphertext.len()));
     }
     let key = DecryptingKey::cbc(UnboundCipherKey::new(&AES_256, key).map_err(|_| CipherError::Rejected)?)
@@ -71,7 +71,7 @@ pub fn aes256_cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> R
 /// Raw AES-128-ECB over whole blocks, in place (no padding: the caller decides which block is
 /// last, see §5.3).
 pub fn aes128_ecb_encrypt_in_place(key: &[u8; 16], data: &mut [u8]) -> Result<(), CipherError> {
-    if data.len() % BLOCK != 0 {
+    if !data.len().is_multiple_of(BLOCK) {
         return Err(CipherError::Length(data.len()));
     }
     if data.is_empty() {
@@ -85,7 +85,7 @@ pub fn aes128_ecb_encrypt_in_place(key: &[u8; 16], data: &mut [u8]) -> Result<()
 
 /// Raw AES-128-ECB decryption over whole blocks, in place.
 pub fn aes128_ecb_decrypt_in_place(key: &[u8; 16], data: &mut [u8]) -> Result<(), CipherError> {
-    if data.len() % BLOCK != 0 {
+    if !data.len().is_multiple_of(BLOCK) {
         return Err(CipherError::Length(data.len()));
     }
     if data.is_empty() {

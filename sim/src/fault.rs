@@ -10,28 +10,31 @@
 //!
 //! # What the real SDK makes of each fault
 //!
-//! Observed with the real `libWeWorkFinanceSdk_C.so` through the simulator's proxy (CONNECT,
-//! `timeout` = 2 s unless noted):
+//! Observed with the real `libWeWorkFinanceSdk_C.so` (md5 `f2db3dd1…5c698`) pulling from the
+//! simulator through `proxy = "http://127.0.0.1:PORT"` (CONNECT), `timeout` = 1 s, each
+//! kind at rate 0.5 and then 1.0 (root `tests/sim.rs` checks the same table):
 //!
 //! | fault | where | server does | real SDK returns |
 //! |---|---|---|---|
-//! | `http500` | all endpoints | HTTP 500/502/503/504 with a small HTML body | **10001** (GetChatData and GetMediaData; also when it hits the token fetch) |
-//! | `slow` | all endpoints | answers after `slow_ms` | **10001** after `timeout` s when `slow_ms` exceeds it; rc 0 otherwise |
-//! | `cut` | all endpoints | sends the headers and about half the body, then closes without TLS close_notify | **10001** |
-//! | `token_expired` | getchatdata | `{"errcode":42001,…}` with HTTP 200 | **0**: GetChatData does not parse its reply, the body comes back verbatim. The SDK keeps its cached token (it refreshes only at `time() + expires_in`), so the caller must check `errcode` in the body and retry |
+//! | `http500` | every endpoint | HTTP 500/502/503/504 with an nginx-style HTML body | **10001** from GetChatData and GetMediaData (at once); also 10001 when it hits the token fetch |
+//! | `slow` | every endpoint | answers after `slow_ms` | **10001** after `timeout` (1.0 s measured) when `slow_ms` exceeds it, rc 0 otherwise |
+//! | `cut` | every endpoint | sends the head and half the body (Content-Length promises all), then closes without TLS close_notify | **10001** |
+//! | `token_expired` | getchatdata | HTTP 200 `{"errcode":42001,…}` | **0**: GetChatData does not parse its reply and returns the body verbatim. The SDK does *not* refresh its cached token (no new gettoken seen; it refreshes only at `time() + expires_in`), so the caller must check `errcode` in the body and retry |
 //! | `media_ip` | getchatmediadata | `{"errcode":301042,…}` | **10009** |
 //! | `media_expired` | getchatmediadata | `{"errcode":301048,…}` | **10010** |
-//! | `md5_mismatch` | getchatmediadata, final chunk | one plaintext byte flipped before encryption | **0**: the file reassembles to the right length but its md5 differs from `md5sum` |
-//! | `short_msg` | record | `encrypt_chat_msg` of 0..12 characters | `DecryptData` **aborts the process** (never call it; checked only in a child process) |
-//! | `bad_base64` | record | `encrypt_random_key` with characters outside base64 | none: fails in the application's RSA step (base64 decode error) |
-//! | `unknown_ver` | record | `publickey_ver` = 3, a key withheld from the manifest | none until the key is added: the application has no key of that version (its own "10007" situation); with the withheld key the record decrypts normally |
-//! | `wrong_key` | record | `encrypt_random_key` made with a key nobody has | none: the application's RSA decryption fails (aws-lc-rs: `Unspecified`) |
+//! | `md5_mismatch` | getchatmediadata, the final chunk of a download attempt | one plaintext byte flipped before encryption | **0** on every chunk; the file has the right size and the wrong md5; the next attempt is decided afresh |
+//! | `short_msg` | record | `encrypt_chat_msg` of 0..=12 characters (valid `encrypt_random_key`) | `DecryptData` **aborts the process** (PROTOCOL.md §3): never pass it to the SDK |
+//! | `bad_base64` | record | `encrypt_random_key` with `*`/`!`/`.`/`~` inside, 2 characters short | no SDK call: the application's base64 decode fails |
+//! | `unknown_ver` | record | `publickey_ver` = 3, a key missing from the manifest (see [`crate::Simulator::withheld_keys`]) | no key until it is added; with the withheld key the record decrypts normally (rc 0) |
+//! | `wrong_key` | record | `encrypt_random_key` encrypted to a key nobody has | no SDK call: RSA decryption with every manifest key fails (aws-lc-rs `Unspecified`) |
 //!
-//! Other server-side answers, not faults: unknown corpid → `40013`, wrong secret → `40001`
-//! (the SDK prints `WeWorkFinanceSdk:access:<body>` to stdout and returns 10001); an unknown or
-//! expired access token → `40014` / `42001` in the body; a well-formed sdkfileid the server does
-//! not know → errcode `40058`, which the SDK turns into 10002 (any non-zero errcode other than
-//! 301042/301048).
+//! Other answers, not faults, with the real SDK: unknown corpid → gettoken `40013` and wrong
+//! secret → `40001`, both **10001** (the SDK prints `WeWorkFinanceSdk:access:<body>` with a GBK
+//! comma to stdout); a well-formed sdkfileid the server does not know → errcode `40058` →
+//! **10002**; an undecodable sdkfileid → **10005** (SDK-side); an unknown or expired access
+//! token → `40014` / `42001` in the getchatdata body (rc 0). With `socks5h://` the SDK
+//! tunnels through the simulator's SOCKS5 side (rc 0); plain `socks5://` resolves the host
+//! locally and fails without DNS (10001).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -235,7 +235,7 @@ pub fn sdk_base64_decode(s: &[u8]) -> Vec<u8> {
 /// with the key zero-padded/truncated to 32 bytes, PKCS#7 checked.
 fn aes_dec(data: &[u8], key: &[u8]) -> Result<Vec<u8>, CipherError> {
     let raw = sdk_base64_decode(data);
-    if raw.len() < 32 || raw.len() % 16 != 0 {
+    if raw.len() < 32 || !raw.len().is_multiple_of(16) {
         return Err(CipherError::Length(raw.len()));
     }
     let iv: [u8; 16] = raw[..16].try_into().expect("16 bytes");

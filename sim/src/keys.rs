@@ -69,7 +69,8 @@ impl RsaKey {
 
     /// The key for `(seed, label)`, generated once per process.
     pub fn cached(seed: u64, label: &str) -> Result<Arc<Self>, KeyError> {
-        static CACHE: OnceLock<Mutex<HashMap<(u64, String), Arc<RsaKey>>>> = OnceLock::new();
+        type Cache = Mutex<HashMap<(u64, String), Arc<RsaKey>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         let k = (seed, label.to_owned());
         if let Some(key) = cache.lock().expect("key cache").get(&k) {

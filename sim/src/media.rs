@@ -228,7 +228,7 @@ impl MediaBlob {
     /// optimisation level.
     fn fill_body(&self, offset: u64, out: &mut [u8]) {
         let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&splitmix64(self.key ^ 0x5EED_0F_F11E).to_le_bytes());
+        key[..8].copy_from_slice(&splitmix64(self.key ^ 0x005E_ED0F_F11E).to_le_bytes());
         key[8..].copy_from_slice(&splitmix64(self.key ^ 0xB10B_5EED).to_le_bytes());
         let nonce = splitmix64(self.key ^ 0x0C0F_FEE0).to_be_bytes();
         let ctr = EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, &key).expect("16-byte key"))
@@ -290,12 +290,12 @@ impl MediaBlob {
     ) -> Result<(Vec<u8>, u64), RangeError> {
         let total = self.cipher_len();
         let bad = || RangeError::Bad { start, end, total };
-        if start >= total || end < start || start % BLOCK as u64 != 0 {
+        if start >= total || end < start || !start.is_multiple_of(BLOCK as u64) {
             return Err(bad());
         }
         let end = end.min(total - 1);
         let len = end - start + 1;
-        if len % BLOCK as u64 != 0 {
+        if !len.is_multiple_of(BLOCK as u64) {
             return Err(bad());
         }
         let mut buf = vec![0u8; len as usize];
@@ -324,7 +324,7 @@ impl MediaBlob {
             return *d;
         }
         let disk = (self.size >= DISK_CACHE_MIN).then(|| self.disk_cache_path());
-        if let Some(d) = disk.as_ref().and_then(|p| read_cached(p)) {
+        if let Some(d) = disk.as_ref().and_then(read_cached) {
             cache.lock().expect("md5 cache").insert(*self, d);
             return d;
         }

@@ -159,6 +159,12 @@ impl MsgSdkFileId {
         out
     }
 
+    /// The `sdkfileid` text messages carry: base64 of the serialized message.
+    pub fn to_sdkfileid(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.encode())
+    }
+
     /// Parses the message; non-UTF-8 strings are replaced lossily (the sim only ever reads
     /// ids it produced itself).
     pub fn decode(b: &[u8]) -> Result<Self, ProtoError> {

@@ -220,7 +220,7 @@ impl Simulator {
             let keys: Vec<CorpKey> = versions
                 .iter()
                 .map(|v| {
-                    let form = if (c as u32 + v) % 2 == 0 { PemForm::Pkcs1 } else { PemForm::Pkcs8 };
+                    let form = if (c as u32 + v).is_multiple_of(2) { PemForm::Pkcs1 } else { PemForm::Pkcs8 };
                     CorpKey::new(*v, generated.next().expect("corp key"), form)
                 })
                 .collect();

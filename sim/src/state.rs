@@ -189,7 +189,7 @@ impl Shared {
 
     /// Whether this download attempt of a file (counted by final-chunk requests) is corrupted.
     pub fn decide_md5_mismatch(&self, fileid: &str) -> bool {
-        let identity = mix(&[0x4D44_35, str_hash(fileid)]);
+        let identity = mix(&[0x004D_4435, str_hash(fileid)]);
         let attempt = self.next_attempt(identity);
         let hit =
             self.faults.read().expect("faults").roll(self.seed, FaultKind::Md5Mismatch, identity, attempt);

@@ -130,13 +130,12 @@ async fn api_errors_like_qyapi() {
 }
 
 fn base64_sdkfileid(fileid: &str, authkey: &str, aeskey: &str) -> String {
-    use base64::Engine as _;
-    let m = wework_archive_sim::proto::MsgSdkFileId {
+    wework_archive_sim::proto::MsgSdkFileId {
         fileid: fileid.into(),
         authkey: authkey.into(),
         aeskey: aeskey.into(),
-    };
-    base64::engine::general_purpose::STANDARD.encode(m.encode())
+    }
+    .to_sdkfileid()
 }
 
 #[tokio::test]

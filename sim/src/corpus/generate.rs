@@ -309,10 +309,9 @@ impl<R: RngCore> Builder<'_, R> {
         // Real fileids are long hex strings that start like an ASN.1 structure.
         let fileid =
             format!("3069020102046230600201000204{corp:02x}{n:010x}0201{}", vocab::hex(&mut mrng, 96));
-        let sdkfileid = B64.encode(
+        let sdkfileid =
             MsgSdkFileId { fileid: fileid.clone(), authkey: authkey.clone(), aeskey: hex::encode(aeskey) }
-                .encode(),
-        );
+                .to_sdkfileid();
         let md5 = blob.md5_hex();
         let md5sum = match stated {
             Stated::None => None,
@@ -738,7 +737,7 @@ impl<R: RngCore> Builder<'_, R> {
             ]),
             MsgKind::DocMsg => J::Obj(vec![
                 ("title", J::s(*pick(self.rng, vocab::TITLES))),
-                ("doc_creator", J::s(&conv.tolist.first().cloned().unwrap_or_else(|| conv.from.clone()))),
+                ("doc_creator", J::s(conv.tolist.first().cloned().unwrap_or_else(|| conv.from.clone()))),
                 ("link_url", J::s(*pick(self.rng, vocab::URLS))),
             ]),
             MsgKind::Markdown => J::Obj(vec![(

@@ -159,9 +159,9 @@ pub fn chat_text(rng: &mut impl RngCore) -> String {
         if i > 0 && rng.random_range(0..8) == 0 {
             s.push('\n');
         }
-        s.push_str(*pick(rng, PHRASES));
+        s.push_str(pick::<&str>(rng, PHRASES));
         if rng.random_range(0..6) == 0 {
-            s.push_str(*pick(rng, EMOJI));
+            s.push_str(pick::<&str>(rng, EMOJI));
         }
     }
     s
