@@ -351,7 +351,9 @@ async fn mariadb_restarted_mid_run_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_archives_live_traffic_and_stops_gracefully_on_sigterm() {
-    let sim = start_sim(SimConfig { seed: 45, corps: 2, messages: 1500, rate: Some(50.0), ..Default::default() }).await;
+    let sim =
+        start_sim(SimConfig { seed: 45, corps: 2, messages: 1500, rate: Some(50.0), ..Default::default() })
+            .await;
     let (db, ctx, corps, _media) = setup("ingest_run", &sim).await;
     let mut child = Command::new(binary())
         .args(["run", "--idle-secs", "0.2"])
@@ -391,7 +393,45 @@ async fn run_archives_live_traffic_and_stops_gracefully_on_sigterm() {
         let cursor = ctx.store.cursor(id).await.unwrap();
         let stored = crate::common::stored_messages(&ctx.store, &c.corpid).await;
         for r in c.records.iter().filter(|r| r.seq <= cursor) {
-            assert_eq!(stored.get(&r.msgid).and_then(|d| d.as_deref()), Some(&r.plaintext[..]), "{}", r.msgid);
+            assert_eq!(
+                stored.get(&r.msgid).and_then(|d| d.as_deref()),
+                Some(&r.plaintext[..]),
+                "{}",
+                r.msgid
+            );
         }
     }
+}
+
+#[test]
+fn envelope_items_with_missing_fields_are_kept_and_marked() {
+    use wework_archive::store::messages::DecryptStatus;
+    use wework_archive::wecom::decrypt::decrypt_item;
+    use wework_archive::wecom::envelope::ChatItem;
+    use wework_archive::wecom::keys::KeyRing;
+    let lib = crate::common::sdk_lib();
+    let ring = KeyRing::default();
+    let item = ChatItem {
+        seq: Some(5),
+        msgid: None,
+        publickey_ver: Some(1),
+        encrypt_random_key: None,
+        encrypt_chat_msg: Some("abc".into()),
+        raw: serde_json::json!({"seq": 5, "encrypt_chat_msg": "abc"}),
+    };
+    let d = decrypt_item(lib, &ring, &item);
+    assert_eq!(d.message.decrypt_status, DecryptStatus::Incomplete);
+    assert!(d.message.msgid.starts_with("missing_msgid_5_"), "{}", d.message.msgid);
+    assert!(d.message.text.contains("incomplete envelope item"));
+    assert_eq!(decrypt_item(lib, &ring, &item).message.msgid, d.message.msgid, "stable synthetic id");
+    // Complete item, but no key for its version.
+    let item = ChatItem {
+        msgid: Some("m1".into()),
+        encrypt_random_key: Some("AAAA".into()),
+        encrypt_chat_msg: Some("0123456789abcdef".into()),
+        ..item
+    };
+    let d = decrypt_item(lib, &ring, &item);
+    assert_eq!(d.message.decrypt_status, DecryptStatus::NoKey);
+    assert_eq!(d.message.encrypt_chat_msg.as_deref(), Some("0123456789abcdef"));
 }

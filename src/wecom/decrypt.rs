@@ -129,41 +129,24 @@ pub fn decrypt_item(lib: &'static Library, ring: &KeyRing, item: &ChatItem) -> D
             format!("missing_msgid_{seq}_{}", hex::encode(digest))
         }
     };
-    let (Some(rk), Some(cm)) = (&item.encrypt_random_key, &item.encrypt_chat_msg) else {
-        let e = Encrypted {
-            seq,
-            msgid: &msgid,
-            publickey_ver: item.publickey_ver.unwrap_or(0),
-            encrypt_random_key: item.encrypt_random_key.as_deref().unwrap_or(""),
-            encrypt_chat_msg: item.encrypt_chat_msg.as_deref().unwrap_or(""),
-        };
-        let mut d = undecrypted(&e, DecryptStatus::Incomplete, 0);
-        d.message.text = format!("[incomplete envelope item] {}", item.raw).chars().take(4000).collect();
-        return d;
-    };
-    if item.msgid.is_none() || item.seq.is_none() {
-        let e = Encrypted {
-            seq,
-            msgid: &msgid,
-            publickey_ver: item.publickey_ver.unwrap_or(0),
-            encrypt_random_key: rk,
-            encrypt_chat_msg: cm,
-        };
-        let mut d = decrypt_record(lib, ring, &e);
-        if d.message.decrypt_status == DecryptStatus::Ok {
-            // Readable, but its envelope was broken: keep the plaintext and say so.
-            d.message.decrypt_status = DecryptStatus::Incomplete;
-            d.media.clear();
-            d.message.status = 0;
-        }
-        return d;
-    }
     let e = Encrypted {
         seq,
         msgid: &msgid,
         publickey_ver: item.publickey_ver.unwrap_or(0),
-        encrypt_random_key: rk,
-        encrypt_chat_msg: cm,
+        encrypt_random_key: item.encrypt_random_key.as_deref().unwrap_or(""),
+        encrypt_chat_msg: item.encrypt_chat_msg.as_deref().unwrap_or(""),
     };
-    decrypt_record(lib, ring, &e)
+    if item.encrypt_random_key.is_none() || item.encrypt_chat_msg.is_none() {
+        let mut d = undecrypted(&e, DecryptStatus::Incomplete, 0);
+        d.message.text = format!("[incomplete envelope item] {}", item.raw).chars().take(4000).collect();
+        return d;
+    }
+    let mut d = decrypt_record(lib, ring, &e);
+    if (item.msgid.is_none() || item.seq.is_none()) && d.message.decrypt_status == DecryptStatus::Ok {
+        // Readable, but its envelope was broken: keep the plaintext and say so.
+        d.message.decrypt_status = DecryptStatus::Incomplete;
+        d.media.clear();
+        d.message.status = 0;
+    }
+    d
 }
