@@ -162,7 +162,7 @@ fn random_plaintext(rng: &mut impl RngCore, i: usize) -> Vec<u8> {
         2 => rng.random_range(5_000..60_000),
         _ => rng.random_range(1..2_000),
     };
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
         return b;
@@ -186,7 +186,7 @@ fn differential_rust_format_vs_real_decrypt() {
     for i in 0..2000 {
         let plain = random_plaintext(&mut rng, i);
         let mut params = format::random_params(&mut rng, plain.len());
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             params.pre_len = 2000;
             params.end_len = 2000;
         }
@@ -194,7 +194,7 @@ fn differential_rust_format_vs_real_decrypt() {
         let (k, m) = (&sealed.encrypt_key, &sealed.encrypt_chat_msg);
         assert_eq!(format::decrypt(k.as_bytes(), m.as_bytes()).unwrap(), plain, "case {i}: Rust");
         assert_eq!(lib.decrypt(k, m).unwrap(), plain, "case {i}: real SDK, params {params:?}");
-        if i % 4 != 0 {
+        if !i.is_multiple_of(4) {
             continue;
         }
         // A corrupted variant: truncated, extended, a changed character, or another key.

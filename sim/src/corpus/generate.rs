@@ -301,7 +301,8 @@ impl<R: RngCore> Builder<'_, R> {
         g.media_counter += 1;
         let (seed, corp) = (g.spec.seed, g.spec.corp as u64);
         let mut mrng = rng_for(&[seed, tag::MEDIA, corp, n]);
-        let (w, h) = (mrng.random_range(120..1080) as u16, mrng.random_range(120..1080) as u16);
+        // Pixel size written into PNG/GIF headers; emotions state the same values.
+        let (w, h) = (mrng.random_range(100..480), mrng.random_range(100..480));
         let blob = MediaBlob::new(mix(&[seed, tag::BLOB, corp, n]), format, size).with_dimensions(w, h);
         let mut aeskey = [0u8; 16];
         mrng.fill_bytes(&mut aeskey);
@@ -397,14 +398,13 @@ impl<R: RngCore> Builder<'_, R> {
 
     fn emotion_fields(&mut self, loc: MediaLocation, item_type: &str) -> J {
         let gif = self.rng.random_range(0..2) == 0;
-        let (w, h) = (self.rng.random_range(100..480u16), self.rng.random_range(100..480u16));
         let size = log_uniform(self.rng, 3_000, 60_000);
         let format = if gif { MediaFormat::Gif } else { MediaFormat::Png };
         let m = self.media(item_type, format, size, None, loc, Stated::Md5);
         J::Obj(vec![
             ("type", J::Int(if gif { 1 } else { 2 })),
-            ("width", J::Int(w.into())),
-            ("height", J::Int(h.into())),
+            ("width", J::Int(m.blob.width.into())),
+            ("height", J::Int(m.blob.height.into())),
             ("imagesize", J::UInt(m.size)),
             ("md5sum", Self::md5sum(&m)),
             ("sdkfileid", J::s(&m.sdkfileid)),
