@@ -66,6 +66,9 @@ pub struct SettingsArgs {
     /// Redis list of corp change events [default: wework:corp:changes].
     #[arg(long, env = "WEWORK_CHANGE_QUEUE", global = true)]
     pub change_queue: Option<String>,
+    /// Prefix of the Redis keys for leases, fencing tokens and instances [default: wework].
+    #[arg(long, env = "WEWORK_REDIS_PREFIX", global = true)]
+    pub redis_prefix: Option<String>,
     /// Seconds between polls of corplist.update [default: 10].
     #[arg(long, env = "WEWORK_POLL_SECS", global = true)]
     pub poll_secs: Option<f64>,
@@ -97,6 +100,7 @@ struct FileSettings {
     media_concurrency: Option<usize>,
     ffmpeg: Option<PathBuf>,
     change_queue: Option<String>,
+    redis_prefix: Option<String>,
     poll_secs: Option<f64>,
     lease_secs: Option<f64>,
     instance: Option<String>,
@@ -132,6 +136,8 @@ pub struct Config {
     pub ffmpeg: PathBuf,
     /// Redis change-queue key.
     pub change_queue: String,
+    /// Prefix of the Redis lease, fence and membership keys.
+    pub redis_prefix: String,
     /// corplist.update poll interval.
     pub poll_interval: Duration,
     /// Lease time.
@@ -210,6 +216,7 @@ impl Config {
             media_concurrency,
             ffmpeg: pick!(ffmpeg).unwrap_or_else(|| PathBuf::from("ffmpeg")),
             change_queue: pick!(change_queue).unwrap_or_else(|| "wework:corp:changes".to_owned()),
+            redis_prefix: pick!(redis_prefix).unwrap_or_else(|| "wework".to_owned()),
             poll_interval: secs("poll_secs", pick!(poll_secs).unwrap_or(10.0))?,
             lease_ttl: secs("lease_secs", pick!(lease_secs).unwrap_or(30.0))?,
             instance: pick!(instance).unwrap_or_else(default_instance),

@@ -6,12 +6,15 @@
 //!   key handling, message parsing, the per-corp ingest workers and media.
 //! - [`store`]: MySQL schema, migrations, corps, keys and per-corp message tables.
 //! - [`config`] and [`logging`]: settings (flag > env > file > default) and tracing.
+//! - [`control`] and [`http`]: leases and change events across instances;
+//!   `/healthz`, `/readyz` and `/metrics`.
 //! - `sim` (the `wework-archive-sim` crate): the fake `qyapi.weixin.qq.com` that the
 //!   real SDK talks to in tests and the demo.
 
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod logging;
 pub mod secrets;
 pub mod store;

@@ -3,5 +3,6 @@
 //! real MariaDB and Redis (scripts/services.sh); nothing is mocked.
 
 mod common;
+mod control;
 mod ingest;
 mod sdk;

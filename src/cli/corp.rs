@@ -45,6 +45,9 @@ pub(crate) enum CorpCommand {
     },
     /// List corps (never shows secrets or keys).
     List,
+    /// Seal every plaintext secret and private key in place with the master
+    /// key (WEWORK_MASTER_KEY); safe to run again.
+    Seal,
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,6 +221,7 @@ pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<Exi
                 ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
             );
         }
+        CorpCommand::Seal => return super::seal::run(&store, config).await,
         CorpCommand::List => {
             println!(
                 "{:<4} {:<24} {:<8} {:<6} {:<8} {:<30} name",

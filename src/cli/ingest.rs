@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use crate::config::Config;
 use crate::store::CorpId;
 use crate::wecom::ingest::redecrypt::redecrypt_corp;
-use crate::wecom::ingest::runner::Supervisor;
 use crate::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
 
 #[derive(Debug, clap::Args)]
@@ -62,39 +61,27 @@ pub(crate) async fn pull(args: PullArgs, config: Arc<Config>) -> anyhow::Result<
 }
 
 pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
-    let ctx = context(config.clone()).await?;
-    let cancel = super::shutdown_token();
     let idle = Duration::try_from_secs_f64(args.idle_secs).context("--idle-secs")?;
-    let mut supervisor = Supervisor::new(ctx.clone(), cancel.clone()).with_idle(idle);
-    supervisor.sync_with_corplist().await?;
-    tracing::info!(corps = supervisor.running().len(), instance = %config.instance, "running");
-    // Pick up corps added or changed by hand: the poll also resets the
-    // seed's `update` flag after reloading the corp.
-    let mut poll = tokio::time::interval(config.poll_interval);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = poll.tick() => {
-                match ctx.store.corps_flagged_for_update().await {
-                    Ok(flagged) => for raw in flagged {
-                        match CorpId::new(&raw) {
-                            Ok(c) => {
-                                tracing::info!(corp = %c, "corplist.update = 1: reloading");
-                                supervisor.reload(c, None).await;
-                            }
-                            Err(e) => tracing::error!("corplist.update set on an invalid corp: {e}"),
-                        }
-                        let _ = ctx.store.clear_update_flag(&raw).await;
-                    },
-                    Err(e) => tracing::warn!("polling corplist: {e}"),
-                }
-                if let Err(e) = supervisor.sync_with_corplist().await {
-                    tracing::warn!("syncing with corplist: {e}");
-                }
-            }
-        }
+    let ctx = context(config.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP endpoint {} (--http-listen)", config.http_listen))?;
+    tracing::info!("http listening on {}", listener.local_addr()?);
+    let cancel = super::shutdown_token();
+    // Leases, change events, reloads: the control plane decides which corps
+    // this instance pulls (src/control/mod.rs).
+    let control = Arc::new(crate::control::ControlStats::default());
+    let state = crate::http::AppState::new(ctx.store.clone(), ctx.stats.clone(), control.clone(), config.clone());
+    let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));
+    let coordinator = crate::control::Coordinator::new(ctx, idle, control, cancel.clone())?;
+    let result = coordinator.run(cancel.clone()).await;
+    cancel.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), http).await {
+        Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("http server: connections still open at exit"),
     }
-    supervisor.shutdown().await;
+    result?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ mod bench_ingest;
 pub mod corp;
 mod demo;
 mod ingest;
+mod seal;
 mod status;
 
 use std::process::ExitCode;

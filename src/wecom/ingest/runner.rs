@@ -63,10 +63,18 @@ impl Supervisor {
 
     /// Stops `corpid`'s worker, waiting for the batch in hand to commit.
     pub async fn stop(&mut self, corpid: &CorpId) {
-        if let Some(task) = self.tasks.remove(corpid) {
-            task.cancel.cancel();
-            let _ = task.handle.await;
+        if let Some(handle) = self.cancel(corpid) {
+            let _ = handle.await;
         }
+    }
+
+    /// Tells `corpid`'s worker to stop and returns at once with its handle,
+    /// which completes once the batch in hand is committed (the control plane
+    /// stops a corp whose lease is lost without waiting for it).
+    pub fn cancel(&mut self, corpid: &CorpId) -> Option<JoinHandle<()>> {
+        let task = self.tasks.remove(corpid)?;
+        task.cancel.cancel();
+        Some(task.handle)
     }
 
     /// Stops and starts `corpid` with fresh settings and keys.
@@ -113,7 +121,7 @@ impl Supervisor {
 async fn corp_loop(
     ctx: IngestContext,
     corpid: CorpId,
-    mut fence: Option<u64>,
+    fence: Option<u64>,
     idle: Duration,
     cancel: CancellationToken,
 ) {
@@ -128,7 +136,10 @@ async fn corp_loop(
             let Some(row) = row.filter(|r| r.enabled()) else { return Ok(false) };
             let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await?;
             let mut opts = RunOptions::follow(idle);
-            opts.fence_token = fence.take();
+            // A restart after a failure keeps the lease's token: it still
+            // commits while nobody newer claimed the corp, and fails with
+            // LostOwnership (ending this loop) once someone did.
+            opts.fence_token = fence;
             pull_corp(&ctx, spec, opts, cancel.clone()).await.map(|_| true)
         }
         .await;

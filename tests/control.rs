@@ -1,0 +1,1041 @@
+//! The control plane end to end: real `wework-archive run` processes, the
+//! simulator with live traffic, real MariaDB, and a private Redis server per
+//! test (never the shared one on 6379: one test stops its Redis on purpose).
+//!
+//! Lease 3 s and poll 0.5–1 s keep the suite fast; every wait has a deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use wework_archive::config::{Config, SettingsArgs};
+use wework_archive::store::{CorpId, Store};
+use wework_archive_sim::{FaultKind, FaultSpec, RecordFault, SimConfig, Simulator};
+
+use crate::common::{TestDb, assert_table_equals_corpus, binary, sdk_lib, stored_messages};
+
+const LEASE_SECS: f64 = 3.0;
+const PREFIX: &str = "wwt";
+
+// ---------------------------------------------------------------- harness
+
+/// A Redis server of this test's own, on a free port, without persistence.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    /// Starts (again) on the same port, empty.
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (bash scripts/services.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One `wework-archive run` process; killed when dropped.
+struct Instance {
+    name: String,
+    child: Option<tokio::process::Child>,
+    log: PathBuf,
+    http: Option<String>,
+}
+
+impl Instance {
+    /// Its HTTP address, from its log.
+    async fn http(&mut self) -> String {
+        if let Some(a) = &self.http {
+            return a.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(rest) = text.split("http listening on ").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                self.http = Some(addr.clone());
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "{} did not start its HTTP endpoint:\n{text}", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&mut self) -> Metrics {
+        metrics_at(&self.http().await).await
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().and_then(|c| c.id()).expect("running") as i32
+    }
+
+    /// SIGKILL: no chance to give leases back.
+    async fn kill9(&mut self) {
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait().await;
+        }
+    }
+
+    /// SIGTERM and wait: the graceful stop must exit 0.
+    async fn terminate(&mut self) {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let mut c = self.child.take().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(40), c.wait()).await;
+        let log = self.log_text();
+        match status {
+            Ok(Ok(s)) => assert!(s.success(), "{} exited with {s:?}:\n{log}", self.name),
+            _ => panic!("{} did not stop within 40 s of SIGTERM:\n{log}", self.name),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// Everything one test needs: its own database, Redis, temp dir and simulator.
+struct Harness {
+    dir: tempfile::TempDir,
+    db: TestDb,
+    store: Store,
+    redis: PrivateRedis,
+    sim: Simulator,
+}
+
+impl Harness {
+    async fn new(tag: &str, sim: SimConfig) -> Harness {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = Simulator::start(listener, sim).await.unwrap();
+        let (db, store) = TestDb::fresh(tag).await;
+        Harness { dir: tempfile::tempdir().unwrap(), db, store, redis: PrivateRedis::start(), sim }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("REDIS_URL", self.redis.url()),
+            ("WEWORK_REDIS_PREFIX", PREFIX.into()),
+            ("WEWORK_SDK_LIB", sdk_lib().path().display().to_string()),
+            ("WEWORK_CALLS_PER_MINUTE", "60000".into()),
+            ("WEWORK_DECRYPT_THREADS", "1".into()),
+            ("WEWORK_LEASE_SECS", LEASE_SECS.to_string()),
+            ("MSGFILE_DIR", self.dir.path().join("msgfile").display().to_string()),
+            ("NO_COLOR", "1".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+    }
+
+    /// The settings the CLI would resolve (for library calls in setup).
+    fn config(&self) -> Config {
+        Config::resolve(&SettingsArgs {
+            database_url: Some(self.db.url.clone()),
+            redis_url: Some(self.redis.url()),
+            redis_prefix: Some(PREFIX.into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn spawn(&self, name: &str, poll_secs: f64) -> Instance {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(binary())
+            .args(["run", "--idle-secs", "0.2"])
+            .envs(self.env())
+            .env("WEWORK_INSTANCE", name)
+            .env("WEWORK_POLL_SECS", poll_secs.to_string())
+            .env("HTTP_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Instance { name: name.to_owned(), child: Some(child), log, http: None }
+    }
+
+    /// Runs a CLI command to completion (status, stdout, stderr).
+    async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(binary())
+            .args(args)
+            .envs(self.env())
+            .envs(extra_env.iter().copied())
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Lease values of `corps` (None = free).
+    async fn leases(&self, corps: &[String]) -> Vec<Option<String>> {
+        let mut conn = self.redis_conn().await;
+        let mut cmd = redis::cmd("MGET");
+        for c in corps {
+            cmd.arg(format!("{PREFIX}:lease:{c}"));
+        }
+        cmd.query_async(&mut conn).await.unwrap()
+    }
+
+    async fn cursor(&self, corp: &str) -> u64 {
+        self.store.cursor(&CorpId::new(corp).unwrap()).await.unwrap()
+    }
+
+    async fn sql<T: FromRow + Send + 'static>(&self, q: &str) -> Vec<T> {
+        self.store.conn().await.unwrap().query(q).await.unwrap()
+    }
+
+    async fn exec(&self, q: &str) {
+        self.store.conn().await.unwrap().query_drop(q).await.unwrap()
+    }
+
+    /// Waits until each corp's cursor reaches the last record the simulator serves now.
+    async fn wait_caught_up(&self, corps: &[String], within: Duration) {
+        let corpus = self.sim.corpus();
+        let deadline = Instant::now() + within;
+        for c in corps {
+            let last = corpus.corp(c).unwrap().records.last().unwrap().seq;
+            loop {
+                let cursor = self.cursor(c).await;
+                if cursor >= last {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{c}: cursor {cursor} did not reach {last} in {within:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+/// Live traffic: appends records to some corps every 200 ms until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(sim: &Simulator, corps: Vec<usize>, per_tick: usize) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, sim) = (stop.clone(), sim.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                for &c in &corps {
+                    sim.append_messages(c, per_tick).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Traffic { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+    }
+}
+
+/// Scrapes and strictly parses `/metrics`.
+async fn metrics_at(addr: &str) -> Metrics {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    parse_prometheus(&body).unwrap_or_else(|e| panic!("/metrics of {addr} is not valid: {e}\n{body}"))
+}
+
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+}
+
+// ------------------------------------------------- Prometheus text, strictly
+
+/// Samples by series (`name{a="x",b="y"}`, labels sorted).
+#[derive(Debug, Default)]
+struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0.get(&series(name, labels)).copied()
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| panic!("no sample {}", series(name, labels)))
+    }
+
+    /// Samples of `name` whose labels include `label`, by that label's value.
+    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let prefix = format!("{name}{{");
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.0 {
+            if let Some(rest) = k.strip_prefix(&prefix)
+                && let Some(i) = rest.find(&format!("{label}=\""))
+            {
+                let val: String = rest[i + label.len() + 2..].chars().take_while(|c| *c != '"').collect();
+                out.insert(val, *v);
+            }
+        }
+        out
+    }
+}
+
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    l.sort();
+    if l.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", l.join(",")) }
+}
+
+fn metric_name_ok(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Parses the text exposition format (0.0.4) and rejects anything off:
+/// malformed lines, bad names or escapes, a TYPE after samples or twice,
+/// samples without a TYPE, counters not ending in `_total`, duplicate series.
+fn parse_prometheus(text: &str) -> Result<Metrics, String> {
+    if !text.ends_with('\n') {
+        return Err("does not end with a newline".into());
+    }
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut sampled: std::collections::HashSet<String> = Default::default();
+    let mut out = Metrics::default();
+    for (n, line) in text.lines().enumerate() {
+        let at = |m: &str| format!("line {}: {m}: {line:?}", n + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kw, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            if !metric_name_ok(name) {
+                return Err(at("bad metric name"));
+            }
+            match kw {
+                "HELP" => {}
+                "TYPE" => {
+                    let ty = parts.next().unwrap_or("");
+                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty) {
+                        return Err(at("unknown type"));
+                    }
+                    if sampled.contains(name) || types.insert(name.to_owned(), ty.to_owned()).is_some() {
+                        return Err(at("TYPE repeated or after samples"));
+                    }
+                }
+                _ => return Err(at("unknown comment keyword")),
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value"))?;
+        let name = &line[..name_end];
+        if !metric_name_ok(name) {
+            return Err(at("bad metric name"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels: Vec<(String, String)> = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            let mut end = None;
+            loop {
+                while chars.peek().is_some_and(|(_, c)| *c == ',') {
+                    chars.next();
+                }
+                match chars.peek() {
+                    Some((i, '}')) => {
+                        end = Some(*i);
+                        break;
+                    }
+                    None => break,
+                    _ => {}
+                }
+                let mut key = String::new();
+                for (_, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    key.push(c);
+                }
+                if !metric_name_ok(&key) || key.contains(':') {
+                    return Err(at("bad label name"));
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(at("label value not quoted"));
+                }
+                let mut val = String::new();
+                let mut closed = false;
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|(_, c)| c) {
+                            Some('\\') => val.push('\\'),
+                            Some('"') => val.push('"'),
+                            Some('n') => val.push('\n'),
+                            _ => return Err(at("bad escape")),
+                        },
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        '\n' => return Err(at("raw newline")),
+                        c => val.push(c),
+                    }
+                }
+                if !closed {
+                    return Err(at("unterminated label value"));
+                }
+                labels.push((key, val));
+                match chars.peek() {
+                    Some((_, ',')) | Some((_, '}')) => {}
+                    _ => return Err(at("expected , or }")),
+                }
+            }
+            let end = end.ok_or_else(|| at("unterminated labels"))?;
+            rest = &r[end + 1..];
+        }
+        let mut fields = rest.split_whitespace();
+        let value = fields.next().ok_or_else(|| at("no value"))?;
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().map_err(|_| at("bad value"))?,
+        };
+        if let Some(ts) = fields.next()
+            && ts.parse::<i64>().is_err()
+        {
+            return Err(at("bad timestamp"));
+        }
+        if fields.next().is_some() {
+            return Err(at("trailing fields"));
+        }
+        let family = [
+            name,
+            name.trim_end_matches("_sum"),
+            name.trim_end_matches("_count"),
+            name.trim_end_matches("_bucket"),
+        ]
+        .into_iter()
+        .find(|f| types.contains_key(*f))
+        .ok_or_else(|| at("sample without a TYPE"))?;
+        let ty = &types[family];
+        if family != name && !["summary", "histogram"].contains(&ty.as_str()) {
+            return Err(at("suffixed sample of a plain family"));
+        }
+        if ty == "counter" && !name.ends_with("_total") {
+            return Err(at("counter not named *_total"));
+        }
+        sampled.insert(family.to_owned());
+        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if out.0.insert(series(name, &refs), value).is_some() {
+            return Err(at("duplicate series"));
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_prometheus_checker_rejects_what_it_should() {
+    let ok = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"2\",y=\"\\\\\"} 3\n\
+              # TYPE s summary\ns_sum 1.5\ns_count 2\n";
+    let m = parse_prometheus(ok).unwrap();
+    assert_eq!(m.value("a_total", &[("x", "1\"2"), ("y", "\\")]), 3.0);
+    assert_eq!(m.value("s_count", &[]), 2.0);
+    for bad in [
+        "a 1\n",                                 // no TYPE
+        "# TYPE a gauge\na 1\n# TYPE a gauge\n", // TYPE twice / after samples
+        "# TYPE a gauge\na{x=1} 1\n",            // unquoted
+        "# TYPE a gauge\na{x=\"\\t\"} 1\n",      // bad escape
+        "# TYPE a gauge\na one\n",               // bad value
+        "# TYPE a gauge\na 1\na 2\n",            // duplicate
+        "# TYPE c counter\nc 1\n",               // counter without _total
+        "# TYPE a gauge\na 1",                   // no final newline
+        "# TYPE a gauge\na_sum 1\n",             // suffix on a gauge
+    ] {
+        assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Poll until `f` holds, or fail with `what` after `within`; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t0.elapsed()
+}
+
+async fn no_key_count(h: &Harness, corp: &str) -> u64 {
+    h.sql::<u64>(&format!("SELECT COUNT(*) FROM message_{corp} WHERE decrypt_status = 'no_key'")).await[0]
+}
+
+async fn update_flag(h: &Harness, corp: &str) -> i64 {
+    h.sql::<i64>(&format!("SELECT `update` FROM corplist WHERE corpid = '{corp}'")).await[0]
+}
+
+/// Corps added, keyed, disabled and re-enabled while `run` runs: each change
+/// reaches the running service and restarts only that corp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corp_changes_reach_the_running_service() {
+    let faults = FaultSpec::none().with(FaultKind::UnknownVer, 0.03);
+    let h = Harness::new(
+        "control_changes",
+        SimConfig { seed: 61, corps: 3, messages: 200, faults, ..Default::default() },
+    )
+    .await;
+    let manifest = h.sim.manifest();
+    let ids: Vec<String> = manifest.corps.iter().map(|c| c.corpid.clone()).collect();
+    // Corps 0 and 1 exist when the service starts; corp 2 comes later.
+    let mut first_two = manifest.clone();
+    first_two.corps.truncate(2);
+    let file = h.write("manifest.json", &serde_json::to_string(&first_two).unwrap());
+    let (code, out, err) = h.cli(&["corp", "import", "--manifest", &file], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let traffic = Traffic::start(&h.sim, vec![0, 1, 2], 1);
+    let mut run = h.spawn("solo", 0.5);
+    h.wait_caught_up(&ids[..2], Duration::from_secs(60)).await;
+
+    // Added through the CLI: archived within 5 s.
+    let c2 = &manifest.corps[2];
+    let k1 = h.write("k1.pem", c2.key(1).unwrap());
+    let k2 = h.write("k2.pem", c2.key(2).unwrap());
+    let (key1, key2) = (format!("1={k1}"), format!("2={k2}"));
+    let add = ["corp", "add", "--corpid", &c2.corpid, "--secret", &c2.secret, "--key", &key1, "--key", &key2];
+    let (code, out, err) = h.cli(&[&add[..], &["--proxy", &manifest.proxy]].concat(), &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let added = eventually(Duration::from_secs(5), "the added corp is archived", || async {
+        h.cursor(&c2.corpid).await > 0
+    })
+    .await;
+    eprintln!("corp added via the CLI: first batch stored after {added:?}");
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+
+    // A key for the version that corp 0's undecryptable records need.
+    let withheld = h.sim.withheld_keys().into_iter().find(|k| k.corpid == ids[0]).unwrap();
+    let missing = no_key_count(&h, &ids[0]).await;
+    assert!(missing > 0, "corp 0 has records for the withheld key version");
+    let k3 = h.write("k3.pem", &withheld.private_key_pem);
+    let (code, out, err) =
+        h.cli(&["corp", "set-key", &ids[0], &format!("{}={k3}", withheld.version)], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let redecrypted =
+        eventually(Duration::from_secs(10), "redecrypt completes the no_key records", || async {
+            no_key_count(&h, &ids[0]).await == 0
+        })
+        .await;
+    eprintln!("key added via the CLI: {missing} undecryptable record(s) completed after {redecrypted:?}");
+    assert!(no_key_count(&h, &ids[2]).await > 0, "corp 2 still lacks its version-3 key (control)");
+
+    // Disabled: its worker stops and its lease is given back.
+    let (code, out, err) = h.cli(&["corp", "disable", &ids[1]], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(Duration::from_secs(5), "the disabled corp's lease is released", || async {
+        h.leases(&ids[1..2]).await[0].is_none()
+    })
+    .await;
+    let stopped_at = h.cursor(&ids[1]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let served = h.sim.corpus().corp(&ids[1]).unwrap().records.last().unwrap().seq;
+    assert!(served > stopped_at, "traffic continued for the disabled corp");
+    assert_eq!(h.cursor(&ids[1]).await, stopped_at, "a disabled corp is not pulled");
+
+    // Re-enabled by hand in SQL with the seed's update flag: the poll notices.
+    h.exec(&format!("UPDATE corplist SET status = 1, `update` = 1 WHERE corpid = '{}'", ids[1])).await;
+    let resumed = eventually(Duration::from_secs(10), "update = 1 picked up by the poll", || async {
+        h.cursor(&ids[1]).await >= served && update_flag(&h, &ids[1]).await == 0
+    })
+    .await;
+    eprintln!("update=1 by SQL: resumed and flag reset after {resumed:?}");
+
+    // The final tables equal the corpus; the service stops cleanly and gives its leases back.
+    traffic.stop().await;
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+    // /metrics reflects all of it.
+    let m = run.metrics().await;
+    assert_eq!(m.value("wework_messages_stored_total", &[]) as u64, total_rows(&h, &ids).await);
+    assert_eq!(m.value("wework_redis_connected", &[]), 1.0);
+    assert!(m.value("wework_queue_events_total", &[("change", "added")]) >= 1.0);
+    assert_eq!(m.value("wework_queue_events_total", &[("change", "key_added")]), 1.0);
+    assert_eq!(m.value("wework_queue_events_total", &[("change", "disabled")]), 1.0);
+    assert!(m.value("wework_update_flags_cleared_total", &[]) >= 1.0);
+    assert!(m.value("wework_redecrypt_completed_total", &[]) >= missing as f64);
+    assert_eq!(m.by_label("wework_lease_owned", "corp").len(), 3);
+    assert_eq!(m.value("wework_workers_running", &[]), 3.0);
+    assert_eq!(m.get("wework_undecryptable_records", &[("corp", &ids[0]), ("reason", "no_key")]), None);
+    assert_eq!(
+        m.value("wework_undecryptable_records", &[("corp", &ids[2]), ("reason", "no_key")]) as u64,
+        no_key_count(&h, &ids[2]).await
+    );
+    for c in &ids {
+        assert_eq!(m.value("wework_corp_cursor", &[("corp", c)]) as u64, h.cursor(c).await);
+        assert!(m.value("wework_pull_duration_seconds_count", &[("corp", c)]) > 0.0);
+        assert!(m.get("wework_corp_cursor_age_seconds", &[("corp", c)]).is_some());
+    }
+    let (status, body) = http_get(&run.http().await, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(&run.http().await, "/healthz").await;
+    assert_eq!(status, 200);
+
+    run.terminate().await;
+    assert!(h.leases(&ids).await.iter().all(Option::is_none), "leases given back on SIGTERM");
+    let corpus = h.sim.corpus();
+    for c in &corpus.corps[..2] {
+        assert_table_equals_corpus(&h.store, c).await;
+    }
+    // Corp 2 never got its version-3 key: exactly those records stay undecrypted.
+    let c = corpus.corp(&ids[2]).unwrap();
+    let stored = stored_messages(&h.store, &ids[2]).await;
+    assert_eq!(stored.len(), c.records.len());
+    for r in &c.records {
+        let want = (r.fault != Some(RecordFault::UnknownVer)).then_some(&r.plaintext);
+        assert_eq!(stored[&r.msgid].as_ref(), want, "{}", r.msgid);
+    }
+}
+
+async fn total_rows(h: &Harness, ids: &[String]) -> u64 {
+    let mut n = 0;
+    for c in ids {
+        n += h.sql::<u64>(&format!("SELECT COUNT(*) FROM message_{c}")).await[0];
+    }
+    n
+}
+
+/// Watches the lease records: every sample must name one live (or just killed,
+/// within its lease time) instance per corp, and tokens never go backwards.
+struct LeaseWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Result<usize, String>>,
+}
+
+impl LeaseWatch {
+    fn start(
+        url: String,
+        ids: Vec<String>,
+        killed: Arc<std::sync::Mutex<Option<(String, Instant)>>>,
+    ) -> LeaseWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut conn =
+                redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let mut last_token: HashMap<String, u64> = HashMap::new();
+            let mut samples = 0;
+            while !s.load(Ordering::Relaxed) {
+                let mut cmd = redis::cmd("MGET");
+                for c in &ids {
+                    cmd.arg(format!("{PREFIX}:lease:{c}"));
+                }
+                let values: Vec<Option<String>> = cmd.query_async(&mut conn).await.unwrap();
+                let dead = killed.lock().unwrap().clone();
+                for (corp, v) in ids.iter().zip(values) {
+                    let Some(v) = v else { continue };
+                    let (token, owner) = v.split_once(':').ok_or(format!("{corp}: bad lease {v}"))?;
+                    let token: u64 = token.parse().map_err(|_| format!("{corp}: bad token {v}"))?;
+                    if !["a", "b", "c"].contains(&owner) {
+                        return Err(format!("{corp}: unknown owner {v}"));
+                    }
+                    if let Some((name, at)) = &dead
+                        && owner == name
+                        && at.elapsed() > Duration::from_secs_f64(LEASE_SECS + 0.5)
+                    {
+                        return Err(format!("{corp}: still leased to {name}, killed {:?} ago", at.elapsed()));
+                    }
+                    let prev = last_token.insert(corp.clone(), token).unwrap_or(0);
+                    if token < prev {
+                        return Err(format!("{corp}: token went back from {prev} to {token}"));
+                    }
+                }
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(samples)
+        });
+        LeaseWatch { stop, task }
+    }
+
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap().unwrap_or_else(|e| panic!("lease records: {e}"))
+    }
+}
+
+/// Owners per instance from the lease records (only when every corp is owned).
+async fn owners(h: &Harness, ids: &[String]) -> Option<BTreeMap<String, Vec<String>>> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (c, v) in ids.iter().zip(h.leases(ids).await) {
+        let v = v?;
+        by.entry(v.split_once(':').unwrap().1.to_owned()).or_default().push(c.clone());
+    }
+    Some(by)
+}
+
+/// Three instances share six corps under live traffic; one is SIGKILLed and
+/// its corps move within the lease time; the tables end equal to the corpus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_six_corps_and_survive_a_kill() {
+    let h = Harness::new(
+        "control_instances",
+        SimConfig { seed: 62, corps: 6, messages: 150, ..Default::default() },
+    )
+    .await;
+    let manifest = h.sim.manifest();
+    let ids: Vec<String> = manifest.corps.iter().map(|c| c.corpid.clone()).collect();
+    wework_archive::cli::corp::import_manifest(
+        &h.store,
+        &h.config(),
+        &serde_json::to_string(&manifest).unwrap(),
+    )
+    .await
+    .unwrap();
+    let killed = Arc::new(std::sync::Mutex::new(None));
+    let watch = LeaseWatch::start(h.redis.url(), ids.clone(), killed.clone());
+    let traffic = Traffic::start(&h.sim, (0..6).collect(), 1);
+    let mut instances: BTreeMap<String, Instance> =
+        ["a", "b", "c"].into_iter().map(|n| (n.to_owned(), h.spawn(n, 1.0))).collect();
+
+    // Even spread: two corps each, each held under the token the database records.
+    let spread = eventually(Duration::from_secs(30), "6 corps spread 2/2/2", || async {
+        owners(&h, &ids).await.is_some_and(|o| o.len() == 3 && o.values().all(|v| v.len() == 2))
+    })
+    .await;
+    eprintln!("three instances: 2/2/2 after {spread:?}");
+    let by_owner = owners(&h, &ids).await.unwrap();
+    for (c, v) in ids.iter().zip(h.leases(&ids).await) {
+        let (token, owner) = v.as_deref().unwrap().split_once(':').unwrap();
+        let (fence, db_owner) = h
+            .sql::<(u64, String)>(&format!("SELECT fence, owner FROM corp_state WHERE corpid = '{c}'"))
+            .await[0]
+            .clone();
+        assert_eq!((fence.to_string().as_str(), db_owner.as_str()), (token, owner), "{c}");
+    }
+    for (name, inst) in &mut instances {
+        let m = inst.metrics().await;
+        let mut held: Vec<String> = m.by_label("wework_lease_owned", "corp").into_keys().collect();
+        held.sort();
+        let mut want = by_owner[name].clone();
+        want.sort();
+        assert_eq!(held, want, "{name}'s /metrics agrees with the lease records");
+        assert_eq!(m.value("wework_instances_live", &[]), 3.0);
+    }
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+
+    // SIGKILL the owner of the first corp: its corps move within the lease time.
+    let victim = by_owner.iter().find(|(_, v)| v.contains(&ids[0])).unwrap().0.clone();
+    let orphaned = by_owner[&victim].clone();
+    *killed.lock().unwrap() = Some((victim.clone(), Instant::now()));
+    instances.get_mut(&victim).unwrap().kill9().await;
+    let t_kill = Instant::now();
+    let takeover =
+        eventually(Duration::from_secs(10), "the killed instance's corps are taken over", || async {
+            let leases = h.leases(&orphaned).await;
+            leases.iter().all(|v| v.as_deref().is_some_and(|v| !v.ends_with(&format!(":{victim}"))))
+        })
+        .await;
+    eprintln!(
+        "SIGKILL of {victim}: its {} corps taken over after {takeover:?} (lease {LEASE_SECS} s)",
+        orphaned.len()
+    );
+    assert!(
+        takeover <= Duration::from_secs_f64(LEASE_SECS + 1.5),
+        "takeover took {takeover:?}, lease time is {LEASE_SECS} s"
+    );
+    eventually(Duration::from_secs(15), "6 corps spread 3/3", || async {
+        owners(&h, &ids).await.is_some_and(|o| o.len() == 2 && o.values().all(|v| v.len() == 3))
+    })
+    .await;
+    eprintln!("two instances: 3/3 after {:?}", t_kill.elapsed());
+    // The survivors keep up with the traffic, then the traffic stops.
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+    traffic.stop().await;
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+    let samples = watch.finish().await;
+    assert!(samples > 100, "lease records sampled {samples} times");
+    for (_, mut inst) in instances.into_iter().filter(|(n, _)| *n != victim) {
+        inst.terminate().await;
+    }
+    // Exactly the corpus: every record once, byte for byte.
+    let corpus = h.sim.corpus();
+    for c in &corpus.corps {
+        assert_table_equals_corpus(&h.store, c).await;
+        let (rows, seqs) = h
+            .sql::<(u64, u64)>(&format!("SELECT COUNT(*), COUNT(DISTINCT seq) FROM message_{}", c.corpid))
+            .await[0];
+        assert_eq!(rows, seqs, "{}: no seq stored twice", c.corpid);
+    }
+}
+
+/// Redis stops for 30 s: archiving goes on, the outage shows in /metrics, and
+/// when Redis returns (empty) the leases are reclaimed and the queue works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_goes_on_while_redis_is_down() {
+    let mut h = Harness::new(
+        "control_redis_down",
+        SimConfig { seed: 63, corps: 2, messages: 100, ..Default::default() },
+    )
+    .await;
+    let manifest = h.sim.manifest();
+    let ids: Vec<String> = manifest.corps.iter().map(|c| c.corpid.clone()).collect();
+    wework_archive::cli::corp::import_manifest(
+        &h.store,
+        &h.config(),
+        &serde_json::to_string(&manifest).unwrap(),
+    )
+    .await
+    .unwrap();
+    let traffic = Traffic::start(&h.sim, vec![0, 1], 2);
+    // A long poll: after the outage, changes must come through the queue.
+    let mut a = h.spawn("a", 120.0);
+    let mut b = h.spawn("b", 120.0);
+    eventually(Duration::from_secs(30), "one corp each", || async {
+        owners(&h, &ids).await.is_some_and(|o| o.len() == 2)
+    })
+    .await;
+    h.wait_caught_up(&ids, Duration::from_secs(60)).await;
+    let before = h.leases(&ids).await;
+
+    h.redis.stop();
+    let down = Instant::now();
+    let mut cursors: Vec<u64> = Vec::new();
+    for c in &ids {
+        cursors.push(h.cursor(c).await);
+    }
+    let mut saw_down = false;
+    while down.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if !saw_down {
+            let (ma, mb) = (a.metrics().await, b.metrics().await);
+            saw_down = ma.value("wework_redis_connected", &[]) == 0.0
+                && mb.value("wework_redis_connected", &[]) == 0.0;
+        }
+    }
+    assert!(saw_down, "/metrics shows Redis down");
+    for (c, before) in ids.iter().zip(&cursors) {
+        let now = h.cursor(c).await;
+        assert!(now > before + 50, "{c}: archiving went on while Redis was down ({before} → {now})");
+    }
+    assert!(a.log_text().contains("Redis is unreachable"), "the outage is logged");
+    h.redis.restart();
+    let (a_http, b_http) = (a.http().await, b.http().await);
+    let t0 = Instant::now();
+    loop {
+        let (ma, mb) = (metrics_at(&a_http).await, metrics_at(&b_http).await);
+        let leases = h.leases(&ids).await;
+        let connected = (ma.value("wework_redis_connected", &[]), mb.value("wework_redis_connected", &[]));
+        if connected == (1.0, 1.0) && leases == before {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "after Redis returned: connected {connected:?}, leases {leases:?} (before {before:?})\n\
+             a:\n{}\nb:\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = t0.elapsed();
+    eprintln!("Redis back: reconnected and leases reclaimed with the same tokens after {back:?}");
+    assert!(a.log_text().contains("Redis is reachable again"));
+
+    // The queue works again (the poll is 120 s: only an event can do this in time).
+    let (code, out, err) = h.cli(&["corp", "disable", &ids[0]], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let stopped =
+        eventually(Duration::from_secs(5), "disable reaches the owner through the queue", || async {
+            h.leases(&ids[..1]).await[0].is_none()
+        })
+        .await;
+    eprintln!("disable after the outage: lease released after {stopped:?}");
+    traffic.stop().await;
+    h.wait_caught_up(&ids[1..], Duration::from_secs(60)).await;
+    a.terminate().await;
+    b.terminate().await;
+    let corpus = h.sim.corpus();
+    assert_table_equals_corpus(&h.store, corpus.corp(&ids[1]).unwrap()).await;
+    // The disabled corp: everything up to its cursor, exactly once.
+    let cursor = h.cursor(&ids[0]).await;
+    let stored = stored_messages(&h.store, &ids[0]).await;
+    let c0 = corpus.corp(&ids[0]).unwrap();
+    assert_eq!(stored.len(), c0.records.iter().filter(|r| r.seq <= cursor).count());
+    for r in c0.records.iter().filter(|r| r.seq <= cursor) {
+        assert_eq!(stored[&r.msgid].as_deref(), Some(&r.plaintext[..]), "{}", r.msgid);
+    }
+}
+
+const MASTER_KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+
+/// Rows inserted by hand in plaintext keep working; `corp seal` seals them in
+/// place, is idempotent, refuses without a master key and reports a wrong one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corp_seal_seals_plaintext_rows_in_place() {
+    let h =
+        Harness::new("control_seal", SimConfig { seed: 64, corps: 1, messages: 120, ..Default::default() })
+            .await;
+    let m = h.sim.manifest();
+    let c = &m.corps[0];
+    // As an admin would, in plain SQL (the fallback prikey is version 1's key).
+    {
+        let mut conn = h.store.conn().await.unwrap();
+        conn.exec_drop(
+            "INSERT INTO corplist (corpid, secret, corpname, prikey, proxy) VALUES (?, ?, ?, ?, ?)",
+            (&c.corpid, &c.secret, &c.corpname, c.key(1).unwrap(), &m.proxy),
+        )
+        .await
+        .unwrap();
+        for k in &c.keys {
+            conn.exec_drop(
+                "INSERT INTO corp_keys (corpid, publickey_ver, private_key) VALUES (?, ?, ?)",
+                (&c.corpid, k.version, &k.private_key_pem),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let stored_values = || async {
+        let mut v: Vec<String> = h
+            .sql::<(String, Option<String>)>(&format!(
+                "SELECT secret, prikey FROM corplist WHERE corpid = '{}'",
+                c.corpid
+            ))
+            .await
+            .into_iter()
+            .flat_map(|(s, p)| [Some(s), p])
+            .flatten()
+            .collect();
+        v.extend(h.sql::<String>("SELECT private_key FROM corp_keys ORDER BY publickey_ver").await);
+        v
+    };
+    let plain = stored_values().await;
+
+    let (code, _, err) = h.cli(&["corp", "seal"], &[]).await;
+    assert_eq!(code, 2, "no master key: an error");
+    assert!(err.contains("WEWORK_MASTER_KEY"), "{err}");
+    assert_eq!(stored_values().await, plain, "nothing changed without a master key");
+
+    let key = [("WEWORK_MASTER_KEY", MASTER_KEY)];
+    let (code, out, err) = h.cli(&["corp", "seal"], &key).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sealed 4 value(s); 0 already sealed"), "{out}");
+    let sealed = stored_values().await;
+    assert_eq!(sealed.len(), 4);
+    for (s, p) in sealed.iter().zip(&plain) {
+        assert!(s.starts_with("wwenc:v1:") && !s.contains(p.as_str()), "{s}");
+    }
+    let (code, out, _) = h.cli(&["corp", "seal"], &key).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("sealed 0 value(s); 4 already sealed"), "idempotent: {out}");
+    assert_eq!(stored_values().await, sealed, "a second run changes nothing");
+
+    // A wrong master key is reported, not ignored.
+    let wrong = [("WEWORK_MASTER_KEY", &"7".repeat(64)[..])];
+    let (code, _, err) = h.cli(&["corp", "seal"], &wrong).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("does not open") && err.contains(&c.corpid), "{err}");
+
+    // The sealed corp archives exactly as before.
+    let (code, out, err) = h.cli(&["pull", "--corp", &c.corpid, "--until-caught-up"], &key).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_table_equals_corpus(&h.store, &h.sim.corpus().corps[0]).await;
+}
