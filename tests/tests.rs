@@ -5,4 +5,5 @@
 mod common;
 mod control;
 mod ingest;
+mod media;
 mod sdk;

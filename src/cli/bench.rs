@@ -3,17 +3,34 @@
 use std::sync::Arc;
 
 use clap::Subcommand;
+use mysql_async::prelude::*;
 
 use crate::config::Config;
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// End-to-end ingest rate vs. the RSA decrypt ceiling.
     Ingest(super::bench_ingest::BenchIngestArgs),
+    /// Media download rate vs. the SDK's own chunk loop, and peak memory.
+    Media(super::bench_media::BenchMediaArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => super::bench_ingest::run(args, config).await,
+        BenchCommand::Media(args) => super::bench_media::run(args, config).await,
     }
+}
+
+/// A freshly created, migrated database of the benches' own (`<db>_bench`, next to
+/// the configured one): benches never touch real data.
+pub(super) async fn fresh_bench_store(config: &Config) -> anyhow::Result<Store> {
+    let (url, name) = super::bench_ingest::bench_database_url(&config.database_url)?;
+    let server = mysql_async::Pool::new(url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url));
+    let mut conn = server.get_conn().await?;
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
+    drop(conn);
+    server.disconnect().await?;
+    Ok(Store::open(&url).await?)
 }

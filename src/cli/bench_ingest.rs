@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use mysql_async::prelude::*;
 use tokio_util::sync::CancellationToken;
 use wework_archive_sim::{SimConfig, Simulator};
 
 use crate::config::Config;
-use crate::store::Store;
 use crate::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
 use crate::wecom::keys::PrivateKey;
 use crate::wecom::sdk::NetOptions;
@@ -40,7 +38,7 @@ pub(crate) struct BenchIngestArgs {
 }
 
 /// `mysql://…/name` → `mysql://…/name_bench` (the bench never touches real data).
-fn bench_database_url(url: &str) -> anyhow::Result<(String, String)> {
+pub(super) fn bench_database_url(url: &str) -> anyhow::Result<(String, String)> {
     let (base, db) = url.rsplit_once('/').context("database URL without a database name")?;
     let db = db.split('?').next().unwrap_or(db);
     anyhow::ensure!(!db.is_empty() && !base.ends_with('/'), "database URL without a database name");
@@ -83,15 +81,7 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
     eprintln!("warmed the simulator in {:.1}s", warm.elapsed().as_secs_f64());
 
     // A fresh database of its own.
-    let (url, name) = bench_database_url(&config.database_url)?;
-    {
-        let server = mysql_async::Pool::new(url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url));
-        let mut conn = server.get_conn().await?;
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
-        drop(conn);
-        server.disconnect().await?;
-    }
-    let store = Store::open(&url).await?;
+    let store = super::bench::fresh_bench_store(&config).await?;
     let corps = super::corp::import_manifest(&store, &config, &serde_json::to_string(&manifest)?).await?;
     let ctx = IngestContext::new(store.clone(), lib, config.clone());
 

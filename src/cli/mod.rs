@@ -2,9 +2,11 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_media;
 pub mod corp;
 mod demo;
 mod ingest;
+mod media;
 mod seal;
 mod status;
 
@@ -41,8 +43,11 @@ enum Command {
     Run(ingest::RunArgs),
     /// Retry records stored undecrypted (after adding a missing key).
     Redecrypt(ingest::RedecryptArgs),
-    /// Per corp: cursor, last success, undecryptable records, alarms.
+    /// Per corp: cursor, last success, undecryptable records, media backlog, alarms.
     Status(status::StatusArgs),
+    /// Download media now, or requeue media that failed.
+    #[command(subcommand)]
+    Media(media::MediaCommand),
     /// Load the SDK and check it works here (decrypts known vectors offline).
     SdkCheck,
     /// Run the whole pipeline against the built-in simulator (real SDK, MariaDB, Redis).
@@ -102,6 +107,7 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         Command::Run(args) => ingest::run(args, config).await,
         Command::Redecrypt(args) => ingest::redecrypt(args, config).await,
         Command::Status(args) => status::run(args, &config).await,
+        Command::Media(cmd) => media::run(cmd, config).await,
         Command::SdkCheck => sdk_check(&config),
         Command::Demo(args) => demo::run(args, config).await,
         Command::Bench(cmd) => {

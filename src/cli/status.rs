@@ -15,6 +15,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
     let store = super::open_store(config).await?;
     let corps = store.corps().await?;
     let states = store.states().await?;
+    let media = crate::wecom::media::backlog(&store).await?;
     let mut out = Vec::new();
     let mut alarms = 0;
     for row in &corps {
@@ -36,6 +37,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
         if !state.alarm.is_empty() {
             alarms += 1;
         }
+        let media_jobs = media.get(&row.corpid).cloned().unwrap_or_default();
         out.push(serde_json::json!({
             "corpid": row.corpid,
             "corpname": row.corpname,
@@ -49,6 +51,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             "stored_total": state.stored_total,
             "undecryptable": undecryptable,
             "by_decrypt_status": by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "media": media_jobs,
             "alarm": state.alarm,
         }));
     }
@@ -65,12 +68,12 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             println!("WARNING: {w}");
         }
         println!(
-            "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} alarm",
-            "corpid", "enabled", "cursor", "last success", "stored", "undecr", "error"
+            "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} {:<28} alarm",
+            "corpid", "enabled", "cursor", "last success", "stored", "undecr", "error", "media"
         );
         for c in &out {
             println!(
-                "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} {}",
+                "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} {:<28} {}",
                 c["corpid"].as_str().unwrap_or(""),
                 c["enabled"],
                 c["cursor"],
@@ -78,9 +81,29 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
                 c["stored_total"],
                 c["undecryptable"],
                 c["last_error_code"],
+                media_summary(&c["media"]),
                 c["alarm"].as_str().unwrap_or("")
             );
         }
     }
     Ok(if alarms > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `media` jobs by state as one table cell: what is queued, paused or lost.
+fn media_summary(by_state: &serde_json::Value) -> String {
+    let n = |states: &[&str]| states.iter().filter_map(|s| by_state[*s].as_u64()).sum::<u64>();
+    let parts: Vec<String> = [
+        ("queued", n(&["pending", "downloading"])),
+        ("paused", n(&["paused"])),
+        ("failed", n(&["failed", "corrupt", "expired"])),
+    ]
+    .into_iter()
+    .filter(|(_, k)| *k > 0)
+    .map(|(what, k)| format!("{k} {what}"))
+    .collect();
+    match (parts.is_empty(), n(&["done"])) {
+        (false, _) => parts.join(", "),
+        (true, 0) => "-".to_owned(),
+        (true, done) => format!("{done} done"),
+    }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, CorpSpec, IngestContext, IngestError, RunOptions, pull_corp};
 use crate::store::CorpId;
+use crate::wecom::media::{MediaContext, MediaStats, run_corp_media};
 
 /// How long a worker waits after an empty batch before asking again.
 pub const FOLLOW_IDLE: Duration = Duration::from_secs(2);
@@ -24,6 +25,7 @@ pub struct Supervisor {
     tasks: HashMap<CorpId, CorpTask>,
     shutdown: CancellationToken,
     idle: Duration,
+    media: MediaContext,
 }
 
 /// How to get a fencing token for a corp before its worker starts (the
@@ -33,7 +35,13 @@ pub type FenceSource = std::sync::Arc<dyn Fn(&CorpId) -> Option<u64> + Send + Sy
 impl Supervisor {
     /// A supervisor whose workers all stop when `shutdown` is cancelled.
     pub fn new(ctx: IngestContext, shutdown: CancellationToken) -> Supervisor {
-        Supervisor { ctx, tasks: HashMap::new(), shutdown, idle: FOLLOW_IDLE }
+        let media = MediaContext::from_config(ctx.store.clone(), ctx.lib, &ctx.config);
+        Supervisor { ctx, tasks: HashMap::new(), shutdown, idle: FOLLOW_IDLE, media }
+    }
+
+    /// The media workers' counters (for metrics).
+    pub fn media_stats(&self) -> std::sync::Arc<MediaStats> {
+        self.media.stats.clone()
     }
 
     /// Changes the wait after an empty batch (tests use short ones).
@@ -56,8 +64,8 @@ impl Supervisor {
             return;
         }
         let cancel = self.shutdown.child_token();
-        let handle =
-            tokio::spawn(corp_loop(self.ctx.clone(), corpid.clone(), fence_token, self.idle, cancel.clone()));
+        let (ctx, media) = (self.ctx.clone(), self.media.clone());
+        let handle = tokio::spawn(corp_loop(ctx, media, corpid.clone(), fence_token, self.idle, cancel.clone()));
         self.tasks.insert(corpid, CorpTask { cancel, handle });
     }
 
@@ -115,11 +123,13 @@ impl Supervisor {
     }
 }
 
-/// One corp's life: load settings and keys, pull (follow), and after a
-/// failure wait and start over with fresh settings. Ends when cancelled, when
-/// the corp is disabled, or when another worker owns it.
+/// One corp's life: load settings and keys, pull (follow) with its media
+/// downloads beside, and after a failure wait and start over with fresh
+/// settings. Ends when cancelled, when the corp is disabled, or when another
+/// worker owns it.
 async fn corp_loop(
     ctx: IngestContext,
+    media: MediaContext,
     corpid: CorpId,
     fence: Option<u64>,
     idle: Duration,
@@ -140,7 +150,13 @@ async fn corp_loop(
             // commits while nobody newer claimed the corp, and fails with
             // LostOwnership (ending this loop) once someone did.
             opts.fence_token = fence;
-            pull_corp(&ctx, spec, opts, cancel.clone()).await.map(|_| true)
+            // Media downloads run beside the puller and stop with it.
+            let media_cancel = cancel.child_token();
+            let downloads = tokio::spawn(run_corp_media(media.clone(), spec.clone(), media_cancel.clone()));
+            let pulled = pull_corp(&ctx, spec, opts, cancel.clone()).await.map(|_| true);
+            media_cancel.cancel();
+            let _ = downloads.await;
+            pulled
         }
         .await;
         match result {

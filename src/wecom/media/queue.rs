@@ -18,12 +18,15 @@
 //! `media_path` is the path of the done job with the lowest item index (the
 //! message's own file for single-media messages), or "" when none is done.
 //! For a single-media message this is exactly the state of its index-0 job.
+//! Every transaction that changes a job's state locks its message row first, so
+//! the message's columns are derived from all of its jobs' latest outcomes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Row, TxOpts};
+use mysql_async::{IsolationLevel, Row, Transaction, TxOpts};
 
 use crate::store::{CorpId, Store, StoreError};
 use crate::wecom::media_refs::MediaKind;
@@ -137,8 +140,11 @@ pub enum Terminal {
     Failed,
     /// 10010.
     Expired,
-    /// Verification failed every time.
-    Corrupt,
+    /// Verification failed every time (this many times).
+    Corrupt {
+        /// Downloads discarded.
+        verify_failures: u32,
+    },
 }
 
 impl Terminal {
@@ -147,39 +153,114 @@ impl Terminal {
             Terminal::Done => JobState::Done,
             Terminal::Failed => JobState::Failed,
             Terminal::Expired => JobState::Expired,
-            Terminal::Corrupt => JobState::Corrupt,
+            Terminal::Corrupt { .. } => JobState::Corrupt,
         }
     }
 }
 
-/// Derives the message columns from the jobs of the messages selected by `filter`
-/// (an SQL condition on `media_jobs`, with its parameters after the corp id).
-async fn refresh_messages<Q: Queryable>(
-    q: &mut Q,
-    corpid: &CorpId,
-    filter: &str,
-    params: Vec<mysql_async::Value>,
-) -> Result<(), StoreError> {
-    let sql = format!(
-        "UPDATE {table} m JOIN (
-            SELECT msgid,
-                SUM(state IN ('failed', 'expired', 'corrupt')) AS bad,
-                SUM(state = 'done') AS ok,
-                SUM(state = 'downloading') AS busy,
-                COUNT(*) AS n,
-                SUBSTRING_INDEX(GROUP_CONCAT(IF(state IN ('failed', 'expired', 'corrupt'), last_code, NULL)
-                    ORDER BY item_index), ',', 1) AS code,
-                SUBSTRING_INDEX(GROUP_CONCAT(IF(state = 'done', path, NULL) ORDER BY item_index), ',', 1) AS first
-            FROM media_jobs WHERE corpid = ? AND {filter} GROUP BY msgid
-         ) j ON m.msgid = j.msgid
-         SET m.status = CASE WHEN j.bad > 0 THEN 4 WHEN j.ok = j.n THEN 3 WHEN j.busy > 0 THEN 2 ELSE 1 END,
-             m.media_code = IF(j.bad > 0, CAST(j.code AS SIGNED), 0),
-             m.media_path = COALESCE(j.first, '')",
-        table = corpid.message_table()
+/// The seed's per-message media columns, derived from a message's jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMedia {
+    /// 1 not loaded, 2 loading, 3 done, 4 failed.
+    pub status: i8,
+    /// The failing job's code, else 0.
+    pub code: i32,
+    /// The first done file (lowest item index), else "".
+    pub path: String,
+}
+
+/// The rule of this module's header, over a message's jobs in item order:
+/// `(state, last_code, path)`.
+pub fn message_media<'a>(jobs: impl IntoIterator<Item = (JobState, i32, &'a str)>) -> MessageMedia {
+    let (mut n, mut done, mut busy) = (0, 0, 0);
+    let (mut failed, mut path) = (None, None);
+    for (state, code, p) in jobs {
+        n += 1;
+        match state {
+            JobState::Done => {
+                done += 1;
+                path.get_or_insert(p);
+            }
+            JobState::Downloading => busy += 1,
+            JobState::Failed | JobState::Expired | JobState::Corrupt => {
+                failed.get_or_insert(code);
+            }
+            JobState::Pending | JobState::Paused => {}
+        }
+    }
+    let status = match failed {
+        Some(_) => 4,
+        None if n > 0 && done == n => 3,
+        None if busy > 0 => 2,
+        None => 1,
+    };
+    MessageMedia { status, code: failed.unwrap_or(0), path: path.unwrap_or("").to_owned() }
+}
+
+/// Transactions here read committed data and take no gap locks: workers settle
+/// neighbouring jobs at the same time, and repeatable read's next-key locks on
+/// `(corpid, msgid, …)` ranges made them deadlock.
+fn read_committed() -> TxOpts {
+    let mut o = TxOpts::default();
+    o.with_isolation_level(IsolationLevel::ReadCommitted);
+    o
+}
+
+/// A deadlock (1213) or lock wait timeout (1205): InnoDB rolled the statement or
+/// transaction back; running it again is safe.
+fn is_lock_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(mysql_async::Error::Server(s)) if s.code == 1213 || s.code == 1205)
+}
+
+/// Runs `f` again after lock conflicts (a few times, with a short growing wait).
+async fn retry_conflicts<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match f().await {
+            Err(e) if is_lock_conflict(&e) && tries < 8 => {
+                tries += 1;
+                let ms = 5 * u64::from(tries) + rand::random_range(0..10);
+                tracing::debug!("media queue: {e}; retrying in {ms} ms");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Locks the message row: every transaction that settles a job of a message
+/// takes it first, so they run one at a time per message and each sees the
+/// others' outcome when it derives the message's columns.
+async fn lock_message(tx: &mut Transaction<'_>, corpid: &CorpId, msgid: &str) -> Result<(), StoreError> {
+    let _: Option<u64> = tx
+        .exec_first(format!("SELECT id FROM {} WHERE msgid = ? FOR UPDATE", corpid.message_table()), (msgid,))
+        .await?;
+    Ok(())
+}
+
+/// Writes the message's columns from its jobs (call with the message locked).
+async fn refresh_message(tx: &mut Transaction<'_>, corpid: &CorpId, msgid: &str) -> Result<(), StoreError> {
+    let jobs: Vec<(String, i32, String)> = tx
+        .exec(
+            "SELECT state, last_code, path FROM media_jobs WHERE corpid = ? AND msgid = ? ORDER BY item_index",
+            (corpid.as_str(), msgid),
+        )
+        .await?;
+    let m = message_media(
+        jobs.iter().map(|(s, c, p)| (JobState::parse(s).unwrap_or(JobState::Pending), *c, p.as_str())),
     );
-    let mut all = vec![mysql_async::Value::from(corpid.as_str())];
-    all.extend(params);
-    q.exec_drop(sql, all).await?;
+    tx.exec_drop(
+        format!(
+            "UPDATE {} SET status = ?, media_code = ?, media_path = ? WHERE msgid = ?",
+            corpid.message_table()
+        ),
+        (m.status, m.code, m.path, msgid),
+    )
+    .await?;
     Ok(())
 }
 
@@ -240,14 +321,17 @@ impl Queue {
     /// Puts this instance's own `downloading` jobs back in the queue: at start, no
     /// worker of ours can still hold them (a crash or a kill left them behind).
     pub async fn reclaim_own(&self) -> Result<u64, StoreError> {
-        let mut conn = self.store.conn().await?;
-        conn.exec_drop(
-            "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL
-             WHERE corpid = ? AND state = 'downloading' AND claimed_by = ?",
-            (self.corpid.as_str(), &self.owner),
-        )
-        .await?;
-        Ok(conn.affected_rows())
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            conn.exec_drop(
+                "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL
+                 WHERE corpid = ? AND state = 'downloading' AND claimed_by = ?",
+                (self.corpid.as_str(), &self.owner),
+            )
+            .await?;
+            Ok(conn.affected_rows())
+        })
+        .await
     }
 
     /// Claims the next due job, if any.
@@ -266,25 +350,74 @@ impl Queue {
         let start = rand::random_range(0..ids.len().min(4));
         for id in ids[start..].iter().chain(&ids[..start]) {
             let token = rand::random::<u64>() | 1;
-            conn.exec_drop(
-                format!(
-                    "UPDATE media_jobs SET state = 'downloading', claimed_by = ?, claim_token = ?,
-                         claimed_until = NOW(3) + INTERVAL ? MICROSECOND
-                     WHERE id = ? AND {CLAIMABLE}"
-                ),
-                (&self.owner, token, micros(self.claim_ttl), id),
-            )
+            let won = retry_conflicts(|| async {
+                let mut conn = self.store.conn().await?;
+                conn.exec_drop(
+                    format!(
+                        "UPDATE media_jobs SET state = 'downloading', claimed_by = ?, claim_token = ?,
+                             claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+                         WHERE id = ? AND {CLAIMABLE}"
+                    ),
+                    (&self.owner, token, micros(self.claim_ttl), id),
+                )
+                .await?;
+                Ok(conn.affected_rows() == 1)
+            })
             .await?;
-            if conn.affected_rows() != 1 {
+            if !won {
                 continue; // another worker was faster
             }
             let row: Option<Row> =
                 conn.exec_first(format!("SELECT {JOB_COLUMNS} FROM media_jobs WHERE id = ?"), (id,)).await?;
             let Some(job) = row.map(job_from_row) else { continue };
-            refresh_messages(&mut conn, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
+            self.refresh(&job.msgid).await?;
             return Ok(Some(job));
         }
         Ok(None)
+    }
+
+    /// Re-derives one message's columns.
+    async fn refresh(&self, msgid: &str) -> Result<(), StoreError> {
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            lock_message(&mut tx, &self.corpid, msgid).await?;
+            refresh_message(&mut tx, &self.corpid, msgid).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs one job-changing statement in a transaction with the message locked
+    /// first, and the message's columns derived after it; rolled back when the
+    /// claim is no longer ours. True when it was.
+    async fn settle_tx(&self, job: &Job, sql: &str, params: mysql_async::Params) -> Result<bool, StoreError> {
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            lock_message(&mut tx, &self.corpid, &job.msgid).await?;
+            tx.exec_drop(sql, params.clone()).await?;
+            let ours = tx.affected_rows() == 1;
+            if ours {
+                refresh_message(&mut tx, &self.corpid, &job.msgid).await?;
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(ours)
+        })
+        .await
+    }
+
+    /// Runs one statement conditioned on the job's claim; true when it matched.
+    async fn claimed_update(&self, sql: &str, params: mysql_async::Params) -> Result<bool, StoreError> {
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            conn.exec_drop(sql, params.clone()).await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
     }
 
     /// Records durable progress (the `.part` file is fsynced up to `bytes_done`) and
@@ -296,29 +429,28 @@ impl Queue {
         bytes_done: u64,
         chunks: u32,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.store.conn().await?;
-        conn.exec_drop(
+        // `chunks` grows with every write, so a matched row always changes and
+        // counts as affected.
+        self.claimed_update(
             "UPDATE media_jobs SET next_index = ?, bytes_done = ?, chunks = chunks + ?,
                  claimed_until = NOW(3) + INTERVAL ? MICROSECOND
              WHERE id = ? AND claim_token = ? AND state = 'downloading'",
-            (next_index, bytes_done, chunks.max(1), micros(self.claim_ttl), job.id, job.claim_token),
+            (next_index, bytes_done, chunks.max(1), micros(self.claim_ttl), job.id, job.claim_token).into(),
         )
-        .await?;
-        Ok(conn.affected_rows() == 1)
+        .await
     }
 
     /// Starts the job over from zero after a verification failure (the `.part` file
     /// is already emptied). False when the claim was lost.
     pub async fn restart(&self, job: &Job, verify_failures: u32, error: &str) -> Result<bool, StoreError> {
-        let mut conn = self.store.conn().await?;
-        conn.exec_drop(
+        self.claimed_update(
             "UPDATE media_jobs SET next_index = '', bytes_done = 0, verify_failures = ?, last_code = ?,
                  last_error = ?, claimed_until = NOW(3) + INTERVAL ? MICROSECOND
              WHERE id = ? AND claim_token = ? AND state = 'downloading'",
-            (verify_failures, CODE_CORRUPT, clip(error), micros(self.claim_ttl), job.id, job.claim_token),
+            (verify_failures, CODE_CORRUPT, clip(error), micros(self.claim_ttl), job.id, job.claim_token)
+                .into(),
         )
-        .await?;
-        Ok(conn.affected_rows() == 1)
+        .await
     }
 
     /// Gives the job back to the queue, due again after `delay`; `failed_attempt`
@@ -331,22 +463,15 @@ impl Queue {
         code: i32,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
+        self.settle_tx(
+            job,
             "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL,
                  next_attempt_at = NOW(3) + INTERVAL ? MICROSECOND, attempts = attempts + ?,
                  last_code = ?, last_error = ?
              WHERE id = ? AND claim_token = ?",
-            (micros(delay), u32::from(failed_attempt), code, clip(error), job.id, job.claim_token),
+            (micros(delay), u32::from(failed_attempt), code, clip(error), job.id, job.claim_token).into(),
         )
-        .await?;
-        let ours = tx.affected_rows() == 1;
-        if ours {
-            refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
-        }
-        tx.commit().await?;
-        Ok(ours)
+        .await
     }
 
     /// Settles the job and its message in one transaction. `path` is the file
@@ -360,74 +485,80 @@ impl Queue {
         code: i32,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
         if how == Terminal::Done {
-            tx.exec_drop(
+            self.settle_tx(
+                job,
                 "UPDATE media_jobs SET state = 'done', path = ?, bytes_done = ?, next_index = '',
                      last_code = 0, last_error = '', claimed_by = '', claim_token = 0, claimed_until = NULL,
                      finished_at = NOW(3)
                  WHERE id = ? AND claim_token = ?",
-                (path, bytes, job.id, job.claim_token),
+                (path, bytes, job.id, job.claim_token).into(),
             )
-            .await?;
+            .await
         } else {
-            tx.exec_drop(
+            let verify_failures = match how {
+                Terminal::Corrupt { verify_failures } => verify_failures,
+                _ => 0,
+            };
+            self.settle_tx(
+                job,
                 "UPDATE media_jobs SET state = ?, attempts = attempts + 1, last_code = ?, last_error = ?,
+                     verify_failures = GREATEST(verify_failures, ?),
                      claimed_by = '', claim_token = 0, claimed_until = NULL, finished_at = NOW(3)
                  WHERE id = ? AND claim_token = ?",
-                (how.state().as_str(), code, clip(error), job.id, job.claim_token),
+                (how.state().as_str(), code, clip(error), verify_failures, job.id, job.claim_token).into(),
             )
-            .await?;
+            .await
         }
-        let ours = tx.affected_rows() == 1;
-        if ours {
-            refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(ours)
     }
 
     /// The corp's IP is refused: parks this job and every pending one as `paused`.
     /// Returns how many jobs are paused now.
     pub async fn pause_all(&self, job: &Job, code: i32, error: &str) -> Result<u64, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
+        self.settle_tx(
+            job,
             "UPDATE media_jobs SET state = 'paused', claimed_by = '', claim_token = 0, claimed_until = NULL,
                  last_code = ?, last_error = ?
              WHERE id = ? AND claim_token = ?",
-            (code, clip(error), job.id, job.claim_token),
+            (code, clip(error), job.id, job.claim_token).into(),
         )
         .await?;
-        tx.exec_drop(
-            "UPDATE media_jobs SET state = 'paused' WHERE corpid = ? AND state = 'pending'",
-            (self.corpid.as_str(),),
-        )
-        .await?;
-        refresh_messages(&mut tx, &self.corpid, "msgid = ?", vec![job.msgid.clone().into()]).await?;
-        let paused: u64 = tx
-            .exec_first(
-                "SELECT COUNT(*) FROM media_jobs WHERE corpid = ? AND state = 'paused'",
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            tx.exec_drop(
+                "UPDATE media_jobs SET state = 'paused' WHERE corpid = ? AND state = 'pending'",
                 (self.corpid.as_str(),),
             )
-            .await?
-            .unwrap_or(0);
-        tx.commit().await?;
-        Ok(paused)
+            .await?;
+            let paused: u64 = tx
+                .exec_first(
+                    "SELECT COUNT(*) FROM media_jobs WHERE corpid = ? AND state = 'paused'",
+                    (self.corpid.as_str(),),
+                )
+                .await?
+                .unwrap_or(0);
+            tx.commit().await?;
+            Ok(paused)
+        })
+        .await
     }
 
     /// Puts paused jobs back in the queue (after the pause window: a probe).
     pub async fn resume_paused(&self) -> Result<u64, StoreError> {
-        let mut conn = self.store.conn().await?;
-        conn.exec_drop(
-            "UPDATE media_jobs SET state = 'pending', next_attempt_at = NOW(3) WHERE corpid = ? AND state = 'paused'",
-            (self.corpid.as_str(),),
-        )
-        .await?;
-        Ok(conn.affected_rows())
+        retry_conflicts(|| async {
+            let mut conn = self.store.conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            tx.exec_drop(
+                "UPDATE media_jobs SET state = 'pending', next_attempt_at = NOW(3) WHERE corpid = ? AND state = 'paused'",
+                (self.corpid.as_str(),),
+            )
+            .await?;
+            let n = tx.affected_rows();
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
     }
 
     /// Whether work remains that is not claimable yet: None when nothing is pending
@@ -536,6 +667,7 @@ pub async fn requeue(store: &Store, corp: Option<&CorpId>, states: &[JobState]) 
         }
         None => conn.query(format!("SELECT DISTINCT corpid FROM media_jobs WHERE state IN ({list})")).await?,
     };
+    drop(conn);
     let mut total = 0;
     for raw in corps {
         let Ok(corpid) = CorpId::new(&raw) else {
@@ -543,25 +675,36 @@ pub async fn requeue(store: &Store, corp: Option<&CorpId>, states: &[JobState]) 
             continue;
         };
         store.ensure_message_table(&corpid).await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
-            format!(
-                "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL,
-                     attempts = 0, verify_failures = 0, next_attempt_at = NOW(3), last_error = ''
-                 WHERE corpid = ? AND state IN ({list})"
-            ),
-            (corpid.as_str(),),
-        )
+        let msgids = retry_conflicts(|| async {
+            let mut conn = store.conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            let msgids: Vec<String> = tx
+                .exec(
+                    format!("SELECT DISTINCT msgid FROM media_jobs WHERE corpid = ? AND state IN ({list})"),
+                    (corpid.as_str(),),
+                )
+                .await?;
+            tx.exec_drop(
+                format!(
+                    "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0, claimed_until = NULL,
+                         attempts = 0, verify_failures = 0, next_attempt_at = NOW(3), last_error = ''
+                     WHERE corpid = ? AND state IN ({list})"
+                ),
+                (corpid.as_str(),),
+            )
+            .await?;
+            let n = tx.affected_rows();
+            tx.commit().await?;
+            Ok((n, msgids))
+        })
         .await?;
-        total += tx.affected_rows();
-        refresh_messages(
-            &mut tx,
-            &corpid,
-            "msgid IN (SELECT msgid FROM media_jobs WHERE corpid = ? AND state = 'pending')",
-            vec![corpid.as_str().into()],
-        )
-        .await?;
-        tx.commit().await?;
+        total += msgids.0;
+        // Their messages are no longer failed (one short transaction each, so
+        // running workers are not held up).
+        let queue = Queue::new(store.clone(), corpid.clone(), String::new(), Duration::ZERO);
+        for msgid in &msgids.1 {
+            queue.refresh(msgid).await?;
+        }
     }
     Ok(total)
 }
@@ -578,5 +721,27 @@ mod tests {
         assert_eq!(JobState::parse("nope"), None);
         assert!(!JobState::RETRYABLE.contains(&JobState::Done));
         assert!(!JobState::RETRYABLE.contains(&JobState::Downloading));
+    }
+
+    #[test]
+    fn message_columns_follow_the_rule() {
+        use JobState::*;
+        let m = |jobs: &[(JobState, i32, &'static str)]| message_media(jobs.iter().copied());
+        let row = |status, code, path: &str| MessageMedia { status, code, path: path.to_owned() };
+        // Single-media messages mirror their one job.
+        assert_eq!(m(&[(Pending, 0, "")]), row(1, 0, ""));
+        assert_eq!(m(&[(Paused, 10009, "")]), row(1, 0, ""));
+        assert_eq!(m(&[(Downloading, 0, "")]), row(2, 0, ""));
+        assert_eq!(m(&[(Done, 0, "c/202503/m.jpg")]), row(3, 0, "c/202503/m.jpg"));
+        assert_eq!(m(&[(Expired, 10010, "")]), row(4, 10010, ""));
+        assert_eq!(m(&[(Corrupt, CODE_CORRUPT, "")]), row(4, -1, ""));
+        // Several: done only when all are; failed as soon as one failed for good
+        // (its code: the first failed item's); the path of the first done item.
+        assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Pending, 0, "")]), row(1, 0, "a_1.jpg"));
+        assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Downloading, 0, "")]), row(2, 0, "a_1.jpg"));
+        assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Done, 0, "a_2.pdf")]), row(3, 0, "a_1.jpg"));
+        assert_eq!(m(&[(Pending, 0, ""), (Failed, 10002, ""), (Expired, 10010, "")]), row(4, 10002, ""));
+        assert_eq!(m(&[(Done, 0, "a.jpg"), (Downloading, 0, ""), (Corrupt, -1, "")]), row(4, -1, "a.jpg"));
+        assert_eq!(m(&[]), row(1, 0, ""));
     }
 }

@@ -43,7 +43,7 @@ enum Stop {
     /// A GetMediaData error (transient ones only after the in-claim retries).
     Sdk(SdkError),
     /// Every download mismatched its stated size or md5.
-    Corrupt(Mismatch),
+    Corrupt(Mismatch, u32),
     /// The `.part` file could not be used.
     Part(PartError),
     /// Another worker took the job over.
@@ -255,7 +255,7 @@ impl CorpRun {
             tracing::warn!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, tries = verify_failures, "downloaded media does not match its message: {mismatch}");
             if verify_failures >= opts.max_verify_failures {
                 let _ = blocking(move || part.discard()).await;
-                return Err(Stop::Corrupt(mismatch));
+                return Err(Stop::Corrupt(mismatch, verify_failures));
             }
             part = blocking(move || part.restart().map(|()| part))
                 .await
@@ -415,9 +415,10 @@ impl CorpRun {
                     ErrorClass::Transient | ErrorClass::Other => self.failed_attempt(&job, code, &text).await,
                 }
             }
-            Err(Stop::Corrupt(m)) => {
-                tracing::warn!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, "media corrupt after {} downloads: {m}", self.ctx.opts.max_verify_failures);
-                q.finish(&job, Terminal::Corrupt, "", 0, CODE_CORRUPT, &m.to_string()).await
+            Err(Stop::Corrupt(m, verify_failures)) => {
+                tracing::warn!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, "media corrupt after {verify_failures} downloads: {m}");
+                q.finish(&job, Terminal::Corrupt { verify_failures }, "", 0, CODE_CORRUPT, &m.to_string())
+                    .await
             }
             Err(Stop::Part(e @ PartError::Busy { .. })) => {
                 // A stalled worker still holds the file: give the job back for later;
