@@ -277,7 +277,7 @@ impl Coordinator {
                 Some(msg) = queue_rx.recv() => match msg {
                     QueueMsg::Event(corp, event) => self.on_event(corp, event).await,
                     QueueMsg::Resync => {
-                        tracing::info!("change queue reachable again: reconciling every corp with the database");
+                        tracing::info!("reconciling every corp with the database");
                         self.poll().await;
                     }
                 },

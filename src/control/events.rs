@@ -5,7 +5,10 @@
 //! named corp. The seed tool pushed to a list and restarted the whole process
 //! through supervisord; here one corp's workers restart with fresh settings.
 //! A bare corp id (not JSON) is accepted too, so shell one-liners work:
-//! `redis-cli LPUSH wework:corp:changes ww0123456789abcdef`.
+//! `redis-cli LPUSH wework:corp:changes ww0123456789abcdef`. Anything else
+//! (an old tool's own format) makes every instance reconcile all its corps
+//! with the database, which reloads whatever changed. How the list is
+//! consumed by several instances is in [`super::queue`].
 
 use serde::{Deserialize, Serialize};
 

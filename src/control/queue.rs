@@ -40,7 +40,8 @@ pub const LOG_MAXLEN: usize = 10_000;
 pub enum QueueMsg {
     /// A change to one corp.
     Event(CorpId, ChangeEvent),
-    /// Reconcile every corp with the database (after an outage, or at start).
+    /// Reconcile every corp with the database (after an outage, or for an
+    /// entry that names no corp).
     Resync,
 }
 
@@ -196,16 +197,27 @@ pub async fn run_reader(
                             return Ok(());
                         }
                     }
+                    // The seed's watcher restarted everything on any entry; an
+                    // entry we cannot read still means "something changed":
+                    // reconcile every corp with the database.
                     Some((Err(err), _)) => {
                         ControlStats::add(&stats.queue_invalid, 1);
-                        tracing::warn!("change queue: ignoring an event for an invalid corp id: {err}");
+                        tracing::warn!(
+                            "change queue: event for an invalid corp id ({err}); reconciling every corp"
+                        );
+                        if tx.send(QueueMsg::Resync).await.is_err() {
+                            return Ok(());
+                        }
                     }
                     None => {
                         ControlStats::add(&stats.queue_invalid, 1);
                         tracing::warn!(
-                            "change queue: ignoring an entry that is neither a corp id nor a JSON event: {:?}",
+                            "change queue: entry is neither a corp id nor a JSON event ({:?}); reconciling every corp",
                             raw.chars().take(200).collect::<String>()
                         );
+                        if tx.send(QueueMsg::Resync).await.is_err() {
+                            return Ok(());
+                        }
                     }
                 }
             }
