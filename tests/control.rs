@@ -372,6 +372,18 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Samples of `name` with `label` = `value`, keyed by the whole series.
+    fn by_label_where(&self, name: &str, label: &str, value: &str) -> BTreeMap<String, f64> {
+        let (prefix, needle) = (format!("{name}{{"), format!("{label}=\"{value}\""));
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && k.contains(&needle))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
 fn series(name: &str, labels: &[(&str, &str)]) -> String {
     let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     l.sort();
@@ -673,6 +685,14 @@ async fn corp_changes_reach_the_running_service() {
         assert!(m.value("wework_pull_duration_seconds_count", &[("corp", c)]) > 0.0);
         assert!(m.get("wework_corp_cursor_age_seconds", &[("corp", c)]).is_some());
     }
+    // Media: the queue by state (from the database) adds up, and the workers' counters are there.
+    let jobs = h.sql::<(String, u64)>("SELECT corpid, COUNT(*) FROM media_jobs GROUP BY corpid").await;
+    assert_eq!(jobs.len(), 3, "every corp has media jobs");
+    for (corp, n) in jobs {
+        let by_state: f64 = m.by_label_where("wework_media_jobs", "corp", &corp).values().sum();
+        assert_eq!(by_state as u64, n, "{corp}: media jobs by state");
+    }
+    assert!(m.get("wework_media_chunks_total", &[]).is_some());
     let (status, body) = http_get(&run.http().await, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = http_get(&run.http().await, "/healthz").await;

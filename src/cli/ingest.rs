@@ -72,8 +72,9 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     // this instance pulls (src/control/mod.rs).
     let control = Arc::new(crate::control::ControlStats::default());
     let state = crate::http::AppState::new(ctx.store.clone(), ctx.stats.clone(), control.clone(), config.clone());
-    let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));
     let coordinator = crate::control::Coordinator::new(ctx, idle, control, cancel.clone())?;
+    let state = state.with_media(coordinator.media_stats());
+    let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));
     let result = coordinator.run(cancel.clone()).await;
     cancel.cancel();
     match tokio::time::timeout(Duration::from_secs(5), http).await {

@@ -229,6 +229,11 @@ impl Coordinator {
         })
     }
 
+    /// The media workers' counters (for `/metrics`).
+    pub fn media_stats(&self) -> Arc<crate::wecom::media::MediaStats> {
+        self.supervisor.media_stats()
+    }
+
     /// Runs until `shutdown` is cancelled, then stops every worker (each
     /// commits its batch in hand) and gives the leases back.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -6,6 +6,8 @@
 //!   stored, records by decrypt status, GetChatData latency and errors by code;
 //! - this process's control-plane state ([`ControlStats`]): Redis connected,
 //!   leases held, change events handled, reloads, redecrypt passes;
+//! - this process's media workers ([`MediaStats`]): files, bytes, chunks,
+//!   verification failures, retries, transcodes, errors by code;
 //! - the database, queried at scrape time with a short deadline and cached for
 //!   a few seconds ([`DbSnapshot`]): cursor and cursor age per corp, alarms,
 //!   undecryptable records by reason, media jobs by state with their bytes.
@@ -13,6 +15,7 @@
 //!
 //! [`IngestStats`]: crate::wecom::ingest::IngestStats
 //! [`ControlStats`]: crate::control::ControlStats
+//! [`MediaStats`]: crate::wecom::media::MediaStats
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -236,6 +239,9 @@ pub async fn render(state: &AppState) -> String {
     process_metrics(&mut e, state);
     ingest_metrics(&mut e, state);
     control_metrics(&mut e, state);
+    if let Some(media) = &state.media {
+        media_metrics(&mut e, media);
+    }
     db_metrics(&mut e, &db);
     e.finish()
 }
@@ -394,6 +400,50 @@ fn control_metrics(e: &mut Exposition, state: &AppState) {
         "corplist polls that failed.",
         get(&c.poll_errors),
     );
+}
+
+fn media_metrics(e: &mut Exposition, m: &crate::wecom::media::MediaStats) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    e.single("wework_media_files_total", Kind::Counter, "Media files verified and placed.", get(&m.files));
+    e.single(
+        "wework_media_bytes_total",
+        Kind::Counter,
+        "Media bytes written to disk (all attempts).",
+        get(&m.bytes),
+    );
+    e.single("wework_media_chunks_total", Kind::Counter, "GetMediaData chunks received.", get(&m.chunks));
+    e.single(
+        "wework_media_verify_failures_total",
+        Kind::Counter,
+        "Downloads discarded for a size or md5 mismatch.",
+        get(&m.verify_failures),
+    );
+    e.single(
+        "wework_media_retries_total",
+        Kind::Counter,
+        "GetMediaData calls retried after a transient error.",
+        get(&m.retries),
+    );
+    e.single(
+        "wework_media_transcoded_total",
+        Kind::Counter,
+        "Voice files transcoded to MP3.",
+        get(&m.transcoded),
+    );
+    e.single(
+        "wework_media_transcode_failures_total",
+        Kind::Counter,
+        "Voice transcodes that failed.",
+        get(&m.transcode_failures),
+    );
+    e.family(
+        "wework_media_errors_total",
+        Kind::Counter,
+        "Failed GetMediaData calls by SDK code (0: refused before the call).",
+    );
+    for ((corp, code), n) in m.errors.lock().unwrap().iter() {
+        e.sample("wework_media_errors_total", &[("corp", corp), ("code", &code.to_string())], *n as f64);
+    }
 }
 
 fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {

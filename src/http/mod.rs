@@ -28,6 +28,7 @@ use crate::control::ControlStats;
 use crate::control::stats::unix_ms;
 use crate::store::Store;
 use crate::wecom::ingest::IngestStats;
+use crate::wecom::media::MediaStats;
 
 /// How long a scrape waits for the database.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,6 +44,8 @@ pub struct AppState {
     pub control: Arc<ControlStats>,
     /// Settings (instance name, lease time).
     pub config: Arc<Config>,
+    /// Media download counters, when media workers run in this process.
+    pub media: Option<Arc<MediaStats>>,
     /// Recent database-derived numbers, so frequent scrapes do not each scan tables.
     pub db_cache: Arc<tokio::sync::Mutex<Option<metrics::DbSnapshot>>>,
 }
@@ -55,7 +58,13 @@ impl AppState {
         control: Arc<ControlStats>,
         config: Arc<Config>,
     ) -> AppState {
-        AppState { store, ingest, control, config, db_cache: Arc::default() }
+        AppState { store, ingest, control, config, media: None, db_cache: Arc::default() }
+    }
+
+    /// Adds the media workers' counters.
+    pub fn with_media(mut self, media: Arc<MediaStats>) -> AppState {
+        self.media = Some(media);
+        self
     }
 }
 
