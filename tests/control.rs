@@ -661,6 +661,25 @@ async fn corp_changes_reach_the_running_service() {
     .await;
     eprintln!("update=1 by SQL: resumed and flag reset after {resumed:?}");
 
+    // Fenced out: a newer token in the database (another writer claimed the
+    // corp) stops this worker at once; the corp is then taken again with a
+    // token above the intruder's, and archiving resumes from the cursor.
+    let lease_token =
+        |v: Option<String>| v.and_then(|v| v.split_once(':').map(|(t, _)| t.parse::<u64>().unwrap()));
+    let before = lease_token(h.leases(&ids[..1]).await.remove(0)).unwrap();
+    h.exec(&format!(
+        "UPDATE corp_state SET fence = fence + 100, owner = 'intruder' WHERE corpid = '{}'",
+        ids[0]
+    ))
+    .await;
+    let fenced = eventually(
+        Duration::from_secs(10),
+        "the fenced-out corp is taken again above the new fence",
+        || async { lease_token(h.leases(&ids[..1]).await.remove(0)).is_some_and(|t| t > before + 100) },
+    )
+    .await;
+    eprintln!("fenced out by a newer token: stopped and re-taken above it after {fenced:?}");
+
     // The final tables equal the corpus; the service stops cleanly and gives its leases back.
     traffic.stop().await;
     h.wait_caught_up(&ids, Duration::from_secs(60)).await;
@@ -672,6 +691,7 @@ async fn corp_changes_reach_the_running_service() {
     assert_eq!(m.value("wework_queue_events_total", &[("change", "key_added")]), 1.0);
     assert_eq!(m.value("wework_queue_events_total", &[("change", "disabled")]), 1.0);
     assert!(m.value("wework_update_flags_cleared_total", &[]) >= 1.0);
+    assert!(m.value("wework_lease_lost_total", &[]) >= 1.0, "the fenced-out lease counts as lost");
     assert!(m.value("wework_redecrypt_completed_total", &[]) >= missing as f64);
     assert_eq!(m.by_label("wework_lease_owned", "corp").len(), 3);
     assert_eq!(m.value("wework_workers_running", &[]), 3.0);

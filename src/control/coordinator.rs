@@ -664,9 +664,16 @@ impl Coordinator {
             for c in held {
                 keys.insert(c.clone(), store.keys(&c).await?);
             }
-            Ok::<_, StoreError>((rows, keys))
+            let fences: HashMap<String, u64> = store
+                .conn()
+                .await?
+                .query("SELECT corpid, fence FROM corp_state")
+                .await?
+                .into_iter()
+                .collect();
+            Ok::<_, StoreError>((rows, keys, fences))
         };
-        let (rows, keys) = match tokio::time::timeout(self.timing.op * 4, read).await {
+        let (rows, keys, fences) = match tokio::time::timeout(self.timing.op * 4, read).await {
             Ok(Ok(r)) => r,
             failed => {
                 ControlStats::add(&self.stats.poll_errors, 1);
@@ -689,6 +696,24 @@ impl Coordinator {
         self.stats.corps_enabled.store(self.enabled.len() as u64, Ordering::Relaxed);
         for row in rows.iter().filter(|r| r.update != 0) {
             self.on_update_flag(row).await;
+        }
+        // Fenced out: someone newer claimed the corp in the database (we
+        // missed it in Redis, e.g. while it was unreachable to us only).
+        let fenced: Vec<(CorpId, Lease)> = self
+            .slots
+            .iter()
+            .filter(|(c, slot)| fences.get(c.as_str()).is_some_and(|f| *f > slot.lease.token))
+            .map(|(c, slot)| (c.clone(), slot.lease.clone()))
+            .collect();
+        for (corp, lease) in fenced {
+            tracing::warn!(corp = %corp, mine = lease.token, current = fences[corp.as_str()], "another instance fenced this corp: stopping it at once");
+            self.on_lost(corp.clone(), lease.clone());
+            let mut leases = self.shared.leases.lock().await;
+            if leases.get(&corp) == Some(&lease) {
+                leases.remove(&corp);
+            }
+            drop(leases);
+            self.give_back(&corp, &lease).await;
         }
         let by_id: HashMap<&str, &CorpRow> = rows.iter().map(|r| (r.corpid.as_str(), r)).collect();
         let secrets = self.ctx.config.secrets.clone();
