@@ -65,7 +65,8 @@ impl Supervisor {
         }
         let cancel = self.shutdown.child_token();
         let (ctx, media) = (self.ctx.clone(), self.media.clone());
-        let handle = tokio::spawn(corp_loop(ctx, media, corpid.clone(), fence_token, self.idle, cancel.clone()));
+        let handle =
+            tokio::spawn(corp_loop(ctx, media, corpid.clone(), fence_token, self.idle, cancel.clone()));
         self.tasks.insert(corpid, CorpTask { cancel, handle });
     }
 

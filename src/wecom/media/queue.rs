@@ -367,10 +367,27 @@ impl Queue {
             if !won {
                 continue; // another worker was faster
             }
-            let row: Option<Row> =
-                conn.exec_first(format!("SELECT {JOB_COLUMNS} FROM media_jobs WHERE id = ?"), (id,)).await?;
-            let Some(job) = row.map(job_from_row) else { continue };
-            self.refresh(&job.msgid).await?;
+            let row: Result<Option<Row>, _> =
+                conn.exec_first(format!("SELECT {JOB_COLUMNS} FROM media_jobs WHERE id = ?"), (id,)).await;
+            let job = match row {
+                Ok(Some(row)) => job_from_row(row),
+                Ok(None) => continue, // deleted under us
+                Err(e) => {
+                    // Do not leave the job claimed until the claim expires.
+                    let _ = conn
+                        .exec_drop(
+                            "UPDATE media_jobs SET state = 'pending', claimed_by = '', claim_token = 0,
+                                 claimed_until = NULL WHERE id = ? AND claim_token = ?",
+                            (id, token),
+                        )
+                        .await;
+                    return Err(e.into());
+                }
+            };
+            // Best effort: the message is derived again when the job settles.
+            if let Err(e) = self.refresh(&job.msgid).await {
+                tracing::warn!(corp = %self.corpid, msgid = %job.msgid, "marking the message as loading: {e}");
+            }
             return Ok(Some(job));
         }
         Ok(None)
