@@ -77,6 +77,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
+/// A write conditioned on the claim: Ok when it went through.
+fn still_ours(written: Result<bool, StoreError>) -> Result<(), Stop> {
+    match written {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Stop::LostClaim),
+        Err(e) => Err(Stop::Store(e)),
+    }
+}
+
 /// Sleeps unless cancelled first; true when cancelled.
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
@@ -237,7 +246,8 @@ impl CorpRun {
         let part_path = opts.root.join(paths.part());
         // Durable progress needs its index; without one, start over.
         let keep = if job.next_index.is_empty() { 0 } else { job.bytes_done };
-        let mut part = blocking(move || PartFile::open(&part_path, keep)).await.map_err(Stop::Part)?;
+        let open_path = part_path.clone();
+        let mut part = blocking(move || PartFile::open(&open_path, keep)).await.map_err(Stop::Part)?;
         let mut index = if !part.is_empty() { job.next_index.clone() } else { String::new() };
         if !part.is_empty() {
             tracing::info!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, bytes = part.len(), "resuming media download");
@@ -259,17 +269,13 @@ impl CorpRun {
             }
             part = blocking(move || part.restart().map(|()| part))
                 .await
-                .map_err(|source| Stop::Part(PartError::Io { path: paths.part(), source }))?;
-            match self.queue.restart(job, verify_failures, &mismatch.to_string()).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Stop::LostClaim),
-                Err(e) => return Err(Stop::Store(e)),
-            }
+                .map_err(|source| Stop::Part(PartError::Io { path: part_path.clone(), source }))?;
+            still_ours(self.queue.restart(job, verify_failures, &mismatch.to_string()).await)?;
             index = String::new();
         }
         // Verified: name it (images by their bytes) and move it into place.
         let (root, job2) = (opts.root.clone(), job.clone());
-        let (bytes, part_path) = (part.len(), part.path().to_owned());
+        let bytes = part.len();
         blocking(move || {
             let head = part.head(16)?;
             let ext = extension(&ExtHints {
@@ -354,11 +360,7 @@ impl CorpRun {
                         return Ok(part);
                     }
                     index = next;
-                    match self.queue.progress(job, &index, part.len(), n as u32).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(Stop::LostClaim),
-                        Err(e) => return Err(Stop::Store(e)),
-                    }
+                    still_ours(self.queue.progress(job, &index, part.len(), n as u32).await)?;
                 }
                 if let Some(end) = end {
                     break end;
