@@ -7,7 +7,9 @@
 --   verify_failures: downloads discarded because size or md5 did not match (after 3
 --   the job is `corrupt`).
 --   transcode: '' (not a voice, or not yet), done | failed | unavailable (no ffmpeg).
---   chunks: GetMediaData chunks stored for this job (all attempts).
+--   chunks: GetMediaData chunks recorded with progress writes (all attempts; the final
+--   batch of a download is recorded by its completion and not counted here).
+--   attempts (0003) counts failed attempts: at MediaOptions::max_attempts the job is `failed`.
 ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS claimed_by VARCHAR(255) NOT NULL DEFAULT '';
 ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS claim_token BIGINT UNSIGNED NOT NULL DEFAULT 0;
 ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS claimed_until DATETIME(3) NULL;
