@@ -7,3 +7,4 @@ mod control;
 mod ingest;
 mod media;
 mod sdk;
+mod sim;
