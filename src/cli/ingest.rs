@@ -71,7 +71,8 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     // Leases, change events, reloads: the control plane decides which corps
     // this instance pulls (src/control/mod.rs).
     let control = Arc::new(crate::control::ControlStats::default());
-    let state = crate::http::AppState::new(ctx.store.clone(), ctx.stats.clone(), control.clone(), config.clone());
+    let state =
+        crate::http::AppState::new(ctx.store.clone(), ctx.stats.clone(), control.clone(), config.clone());
     let coordinator = crate::control::Coordinator::new(ctx, idle, control, cancel.clone())?;
     let state = state.with_media(coordinator.media_stats());
     let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));

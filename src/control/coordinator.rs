@@ -67,7 +67,7 @@ impl Timing {
             op: (ttl / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)),
             poll: config.poll_interval,
             settle: renew.min(Duration::from_secs(2)),
-            block: Duration::from_millis(500),
+            block: Duration::from_millis(250),
         }
     }
 
@@ -276,7 +276,6 @@ impl Coordinator {
         loop {
             self.stats.turned();
             tokio::select! {
-                biased;
                 _ = shutdown.cancelled() => break,
                 Some((corp, lease)) = lost_rx.recv() => self.on_lost(corp, lease),
                 Some(msg) = queue_rx.recv() => match msg {
@@ -347,8 +346,21 @@ impl Coordinator {
         } else {
             self.enabled.remove(&corp);
         }
-        if self.slots.contains_key(&corp) {
+        if let Some(started_with) = self.slots.get(&corp).map(|s| s.fp) {
             if enabled {
+                // A worker started after the change (taken by the poll before
+                // the event arrived) already runs with it. Only `updated` (or a
+                // bare corp id) restarts regardless: e.g. to retry at once
+                // after an outage was fixed, instead of waiting out a backoff.
+                let now = self.read_fingerprint(&corp).await;
+                let current = now.is_some() && now == started_with;
+                if current && event.change != Change::Updated {
+                    tracing::info!(corp = %corp, change = %change, "change event: the worker already runs with this change");
+                    if event.change == Change::KeyAdded {
+                        self.redecrypt(corp, true);
+                    }
+                    return;
+                }
                 tracing::info!(corp = %corp, change = %change, "change event: reloading the corp");
                 let redecrypt = event.change == Change::KeyAdded;
                 self.begin_stop(&corp, Next::Restart { redecrypt, reason: "event" });
