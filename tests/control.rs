@@ -1096,6 +1096,26 @@ async fn corp_seal_seals_plaintext_rows_in_place() {
     assert_eq!(code, 1);
     assert!(err.contains("does not open") && err.contains(&c.corpid), "{err}");
 
+    // A Redis that accepts connections but never answers cannot hang the CLI:
+    // the change is committed, and the update flag stands in for the event.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_url = format!("redis://{}", mute.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = mute.accept().await {
+            open.push(sock);
+        }
+    });
+    let t0 = Instant::now();
+    let (code, out, err) = h
+        .cli(&["corp", "enable", &c.corpid], &[("REDIS_URL", &mute_url), ("WEWORK_MASTER_KEY", MASTER_KEY)])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(t0.elapsed() < Duration::from_secs(8), "the CLI waited {:?} for a mute Redis", t0.elapsed());
+    assert!(err.contains("setting corplist.update = 1"), "{err}");
+    assert_eq!(update_flag(&h, &c.corpid).await, 1);
+    held.abort();
+
     // The sealed corp archives exactly as before.
     let (code, out, err) = h.cli(&["pull", "--corp", &c.corpid, "--until-caught-up"], &key).await;
     assert_eq!(code, 0, "{out}{err}");

@@ -58,17 +58,27 @@ impl ChangeEvent {
 
 /// Pushes an event. Errors are returned for the caller to report; the row
 /// change itself is already committed, and the `update` flag poll is the
-/// fallback when Redis is down.
+/// fallback when Redis is down. Connecting and pushing together take at most
+/// [`PUSH_TIMEOUT`], so an unresponsive Redis cannot hang the CLI.
 pub async fn push(redis_url: &str, queue: &str, event: &ChangeEvent) -> Result<(), redis::RedisError> {
     let client = redis::Client::open(redis_url)?;
-    let mut conn =
-        tokio::time::timeout(std::time::Duration::from_secs(3), client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out")))??;
     let payload = serde_json::to_string(event).expect("event serialises");
-    redis::cmd("LPUSH").arg(queue).arg(payload).query_async::<i64>(&mut conn).await?;
-    Ok(())
+    let op = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("LPUSH").arg(queue).arg(payload).query_async::<i64>(&mut conn).await
+    };
+    match tokio::time::timeout(PUSH_TIMEOUT, op).await {
+        Ok(r) => r.map(drop),
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::IoError,
+            "Redis did not answer in time",
+            format!("{PUSH_TIMEOUT:?}"),
+        ))),
+    }
 }
+
+/// Deadline of [`push`].
+pub const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
