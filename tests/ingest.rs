@@ -301,9 +301,9 @@ impl Drop for PrivateMariaDb {
 async fn mariadb_restarted_mid_run_loses_nothing() {
     let mut mariadb = tokio::task::spawn_blocking(PrivateMariaDb::start).await.unwrap();
     let sim = start_sim(SimConfig { seed: 44, corps: 1, messages: 6000, ..Default::default() }).await;
-    let (_db, store) = TestDb::fresh_on(&mariadb.server_url(), "ingest_restart").await;
+    let (db, store) = TestDb::fresh_on(&mariadb.server_url(), "ingest_restart").await;
     let media = tempfile::tempdir().unwrap();
-    let config = test_config(&format!("{}/wwt_ingest_restart", mariadb.server_url()), media.path());
+    let config = test_config(&db.url, media.path());
     let corps =
         import_manifest(&store, &config, &serde_json::to_string(&sim.manifest()).unwrap()).await.unwrap();
     let corpid = corps[0].clone();

@@ -73,11 +73,13 @@ use wework_archive::config::{Config, SettingsArgs};
 use wework_archive::store::Store;
 use wework_archive::wecom::ingest::IngestContext;
 
-/// A database of its own for one test: dropped and recreated at the start,
-/// so reruns begin clean. Names are fixed per test (`wwt_<tag>`).
+/// A database of its own for one test, unique to this process (`wwt_<tag>_<pid>`,
+/// so concurrent test runs on one server cannot drop each other's data), and
+/// dropped again when the test ends.
 pub struct TestDb {
     pub url: String,
     pub name: String,
+    server: String,
 }
 
 pub const DB_SERVER: &str = "mysql://root@127.0.0.1:3306";
@@ -89,7 +91,7 @@ impl TestDb {
 
     pub async fn fresh_on(server: &str, tag: &str) -> (TestDb, Store) {
         use mysql_async::prelude::*;
-        let name = format!("wwt_{tag}");
+        let name = format!("wwt_{tag}_{}", std::process::id());
         let pool = mysql_async::Pool::new(server);
         let mut conn = pool.get_conn().await.expect("MariaDB on 127.0.0.1:3306 (bash scripts/services.sh)");
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
@@ -97,7 +99,26 @@ impl TestDb {
         pool.disconnect().await.unwrap();
         let url = format!("{server}/{name}");
         let store = Store::open(&url).await.unwrap();
-        (TestDb { url, name }, store)
+        (TestDb { url, name, server: server.to_owned() }, store)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        use mysql_async::prelude::*;
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside async tests: use a runtime of its own on another thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let pool = mysql_async::Pool::new(server.as_str());
+                if let Ok(mut conn) = pool.get_conn().await {
+                    let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                }
+                let _ = pool.disconnect().await;
+            });
+        })
+        .join();
     }
 }
 
