@@ -367,7 +367,11 @@ async fn sigkill_mid_download_resumes_without_fetching_finished_chunks_again() {
     assert!(durable >= 8 * MIB && durable < video.size && durable % CHUNK == 0, "{durable}");
     let before = sim.stats().media_requests_for(&video.fileid);
     // The part file holds at least what the database claims.
-    let part = files_under(setup.root.path()).into_iter().find(|p| p.to_string_lossy().ends_with(".part"));
+    // Other media of the corpus may be in flight too: the video's .part is the largest.
+    let part = files_under(setup.root.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .max_by_key(|p| std::fs::metadata(setup.root.path().join(p)).map(|m| m.len()).unwrap_or(0));
     let part = part.expect("the .part file survives the kill");
     assert!(std::fs::metadata(setup.root.path().join(&part)).unwrap().len() >= durable);
     for start in (0..durable).step_by(CHUNK as usize) {
