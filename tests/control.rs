@@ -841,13 +841,7 @@ async fn three_instances_share_six_corps_and_survive_a_kill() {
     .await;
     let manifest = h.sim.manifest();
     let ids: Vec<String> = manifest.corps.iter().map(|c| c.corpid.clone()).collect();
-    wework_archive::cli::corp::import_manifest(
-        &h.store,
-        &h.config(),
-        &serde_json::to_string(&manifest).unwrap(),
-    )
-    .await
-    .unwrap();
+    wework_archive::cli::corp::import_sim_manifest(&h.store, &h.config(), &manifest).await.unwrap();
     let killed = Arc::new(std::sync::Mutex::new(None));
     let watch = LeaseWatch::start(h.redis.url(), ids.clone(), killed.clone());
     let traffic = Traffic::start(&h.sim, (0..6).collect(), 1);
@@ -944,13 +938,7 @@ async fn archiving_goes_on_while_redis_is_down() {
     .await;
     let manifest = h.sim.manifest();
     let ids: Vec<String> = manifest.corps.iter().map(|c| c.corpid.clone()).collect();
-    wework_archive::cli::corp::import_manifest(
-        &h.store,
-        &h.config(),
-        &serde_json::to_string(&manifest).unwrap(),
-    )
-    .await
-    .unwrap();
+    wework_archive::cli::corp::import_sim_manifest(&h.store, &h.config(), &manifest).await.unwrap();
     let traffic = Traffic::start(&h.sim, vec![0, 1], 2);
     // A long poll: after the outage, changes must come through the queue.
     let mut a = h.spawn("a", 120.0);

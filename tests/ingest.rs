@@ -8,7 +8,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
-use wework_archive::cli::corp::import_manifest;
+use wework_archive::cli::corp::import_sim_manifest;
 use wework_archive::store::CorpId;
 use wework_archive::wecom::ingest::redecrypt::redecrypt_corp;
 use wework_archive::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
@@ -41,8 +41,7 @@ async fn setup(tag: &str, sim: &Simulator) -> (TestDb, IngestContext, Vec<CorpId
     let (db, store) = TestDb::fresh(tag).await;
     let media = tempfile::tempdir().unwrap();
     let config = test_config(&db.url, media.path());
-    let manifest = serde_json::to_string(&sim.manifest()).unwrap();
-    let corps = import_manifest(&store, &config, &manifest).await.unwrap();
+    let corps = import_sim_manifest(&store, &config, &sim.manifest()).await.unwrap();
     (db, ingest_context(store, config), corps, media)
 }
 
@@ -304,8 +303,7 @@ async fn mariadb_restarted_mid_run_loses_nothing() {
     let (db, store) = TestDb::fresh_on(&mariadb.server_url(), "ingest_restart").await;
     let media = tempfile::tempdir().unwrap();
     let config = test_config(&db.url, media.path());
-    let corps =
-        import_manifest(&store, &config, &serde_json::to_string(&sim.manifest()).unwrap()).await.unwrap();
+    let corps = import_sim_manifest(&store, &config, &sim.manifest()).await.unwrap();
     let corpid = corps[0].clone();
     let mut conn = store.conn().await.unwrap();
     conn.exec_drop("UPDATE corplist SET limits = 200 WHERE corpid = ?", (corpid.as_str(),)).await.unwrap();

@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 use mysql_async::Row;
 use mysql_async::prelude::*;
 use tokio_util::sync::CancellationToken;
-use wework_archive::cli::corp::import_manifest;
+use wework_archive::cli::corp::import_sim_manifest;
 use wework_archive::config::Config;
 use wework_archive::store::{CorpId, Store};
 use wework_archive::wecom::ingest::{CorpSpec, RunOptions, pull_corp};
@@ -49,8 +49,7 @@ impl Setup {
         let (db, store) = TestDb::fresh(tag).await;
         let root = tempfile::tempdir().unwrap();
         let config = test_config(&db.url, root.path());
-        let manifest = serde_json::to_string(&sim.manifest()).unwrap();
-        let corps = import_manifest(&store, &config, &manifest).await.unwrap();
+        let corps = import_sim_manifest(&store, &config, &sim.manifest()).await.unwrap();
         let ctx = ingest_context(store.clone(), config.clone());
         for corpid in &corps {
             let spec = spec(&store, &config, corpid).await;

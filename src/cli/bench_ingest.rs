@@ -82,7 +82,7 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
 
     // A fresh database of its own.
     let store = super::bench::fresh_bench_store(&config).await?;
-    let corps = super::corp::import_manifest(&store, &config, &serde_json::to_string(&manifest)?).await?;
+    let corps = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
     let ctx = IngestContext::new(store.clone(), lib, config.clone());
 
     let started = Instant::now();

@@ -94,7 +94,7 @@ pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Re
 
     // The pipeline, from a queue filled by a real ingest.
     let store = super::bench::fresh_bench_store(&config).await?;
-    let ids = super::corp::import_manifest(&store, &config, &serde_json::to_string(&manifest)?).await?;
+    let ids = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
     let row = store.corp(&ids[0]).await?.context("the imported corp")?;
     let spec = CorpSpec::load(&store, &row, &config.secrets).await?;
     let ingest = IngestContext::new(store.clone(), lib, config.clone());

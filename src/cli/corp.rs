@@ -183,6 +183,16 @@ pub async fn import_manifest(store: &Store, config: &Config, text: &str) -> anyh
     Ok(ids)
 }
 
+/// Registers every corp of a running simulator (the demo, benches and tests);
+/// goes through the same JSON contract as `corp import --manifest`.
+pub async fn import_sim_manifest(
+    store: &Store,
+    config: &Config,
+    manifest: &wework_archive_sim::Manifest,
+) -> anyhow::Result<Vec<CorpId>> {
+    import_manifest(store, config, &serde_json::to_string(manifest)?).await
+}
+
 pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<ExitCode> {
     let store = super::open_store(config).await?;
     match cmd {

@@ -81,7 +81,7 @@ pub(crate) async fn run(args: DemoArgs, config: Arc<Config>) -> anyhow::Result<E
     println!("database: {} (migrated)", config.database_url_redacted());
     let ids: Vec<CorpId> = manifest.corps.iter().map(|c| CorpId::new(&c.corpid)).collect::<Result<_, _>>()?;
     reset(&store, &config, &ids).await?;
-    let corps = super::corp::import_manifest(&store, &config, &serde_json::to_string(&manifest)?).await?;
+    let corps = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
     let lib = super::load_sdk(&config)?;
     println!("SDK: {} (Tencent's real library)", lib.path().display());
     let ctx = IngestContext::new(store.clone(), lib, config.clone());
