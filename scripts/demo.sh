@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-sdk.sh >&2
-bash scripts/services.sh >&2
+bash scripts/services.sh mariadb redis >&2
+bash scripts/services.sh ffmpeg >&2 || echo "demo: going on without ffmpeg: voice stays AMR only" >&2
+# A dedicated database user, when the server's root could not be used as is
+# (an explicit DATABASE_URL wins).
+if [ -z "${DATABASE_URL:-}" ] && [ -f target/setup/db.env ]; then
+    set -a; . target/setup/db.env; set +a
+fi
 cargo build --release --locked --bin wework-archive >&2
 exec target/release/wework-archive demo "$@"

@@ -2,19 +2,18 @@
 # Regenerate sys/src/bindings.rs from lib/WeWorkFinanceSdk_C.h with bindgen.
 #   scripts/regen-bindings.sh           rewrite the checked-in bindings
 #   scripts/regen-bindings.sh --check   fail if the checked-in bindings differ
-# bindgen needs libclang at this point only (Debian: libclang1-14); ordinary
-# builds use the checked-in file.
+# bindgen needs libclang at this point only; ordinary builds use the
+# checked-in file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang.*\.so'; then
-    echo "regen-bindings: installing libclang (needed by bindgen)" >&2
-    if [ "$(id -u)" = 0 ]; then
-        (apt-get install -y -qq libclang1-14 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libclang1-14 >/dev/null; }) 
-    else
-        echo "regen-bindings: libclang not found; install libclang1-14" >&2; exit 1
-    fi
-fi
+# The libclang bindgen loads is found (and installed if missing) by
+# scripts/services.sh, which checks the library really exports libclang's C API
+# (a similarly named libclang-cpp does not); bindgen is pointed at exactly it.
+bash scripts/services.sh libclang
+# shellcheck disable=SC1091
+. "${WEWORK_STATE_DIR:-target/setup}/libclang.env"
+export LIBCLANG_PATH
 
 target="${CARGO_TARGET_DIR:-target}/bindgen"
 out_dir=$(cargo build -q -p wework-finance-sys --features buildtime-bindgen --target-dir "$target" \

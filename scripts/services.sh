@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
-# Make sure the real services the tests and the demo use are up:
-#   MariaDB on 127.0.0.1:3306 (root, empty password) and Redis on 127.0.0.1:6379,
-# plus ffmpeg (voice AMR → MP3). Idempotent and fast when all is already up:
-# a running service is left alone, an installed but stopped one is started,
-# a missing one is installed with apt-get (root only). No systemd needed.
+# Make sure what the tests and the demo need is on this machine, and say so in
+# one line per need. Idempotent and fast when everything is already there: a
+# running service is left alone, an installed but stopped one is started, a
+# missing one is installed with apt-get (root only). No systemd needed.
 #
-#   scripts/services.sh            ensure everything
-#   scripts/services.sh mariadb    ensure one of: mariadb redis ffmpeg
+#   scripts/services.sh                 every need of the test suite
+#   scripts/services.sh mariadb redis   only these (see NEEDS below)
+#
+# Each need is detected by what actually uses it, not by a similar name: the
+# libclang that bindgen can load (not libclang-cpp), an ffmpeg that decodes AMR
+# and encodes MP3, a MariaDB the tests can log in to, a Redis that answers PING,
+# a Python venv in which the test modules import, a galera provider that
+# mariadbd can load.
+#
+# The database: on a server this script installed itself (a fresh machine) the
+# tests' root@127.0.0.1 with an empty password is configured. An existing server
+# is never reconfigured: if root cannot log in over TCP without a password, a
+# dedicated user `wework_test` (random password, rights on the test and demo
+# databases only) is created through the unix socket when we may, and the URL
+# to use is written to $STATE_DIR/db.env, which scripts/test.sh and
+# scripts/demo.sh read. Otherwise it says how to create one and fails.
 set -euo pipefail
 
+NEEDS_ALL="mariadb redis ffmpeg libclang python galera"
 DB_HOST=127.0.0.1 DB_PORT=3306 REDIS_PORT=6379
-log() { echo "services: $*" >&2; }
+here=$(cd "$(dirname "$0")/.." && pwd)
+STATE_DIR="${WEWORK_STATE_DIR:-$here/target/setup}"
+PROVISIONED_MARK=/var/lib/mysql/.wework-archive-provisioned
+mkdir -p "$STATE_DIR"
+
+say() { echo "setup: $*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+is_root() { [ "$(id -u)" = 0 ]; }
+
 apt_updated=0
-apt_install() {
-    if [ "$(id -u)" != 0 ]; then
-        log "need root to apt-get install $*; install them or run as root"; return 1
+apt_install() { # apt_install PKG... (quiet; the caller prints the one line)
+    if ! is_root; then
+        say "need root to apt-get install $*; install them or run as root"; return 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     if [ $apt_updated = 0 ]; then apt-get update -qq >/dev/null 2>&1 || true; apt_updated=1; fi
-    log "installing $*"
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 }
 
 wait_for() { # wait_for SECONDS CMD...
@@ -33,38 +54,91 @@ wait_for() { # wait_for SECONDS CMD...
     done
 }
 
-mariadb_client() { command -v mariadb || command -v mysql; }
-db_tcp_ok() { "$(mariadb_client)" -h "$DB_HOST" -P "$DB_PORT" -uroot --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; }
+# ---------------------------------------------------------------- MariaDB
+
+mariadb_client() { command -v mariadb || command -v mysql || true; }
+db_login_ok() { # db_login_ok USER [PASSWORD]: over TCP, as the tests connect
+    local pw=${2:-}
+    MYSQL_PWD="$pw" "$(mariadb_client)" -h "$DB_HOST" -P "$DB_PORT" -u"$1" --connect-timeout=2 \
+        -e 'SELECT 1' >/dev/null 2>&1
+}
+db_socket() { "$(mariadb_client)" -uroot --connect-timeout=2 "$@"; }
+
+write_db_env() { # write_db_env SERVER_URL
+    local tmp="$STATE_DIR/db.env.$$"
+    umask 077
+    printf 'TEST_DB_SERVER=%s\nDATABASE_URL=%s/wework_archive\n' "$1" "$1" > "$tmp"
+    mv -f "$tmp" "$STATE_DIR/db.env"
+}
 
 ensure_mariadb() {
-    if port_open "$DB_PORT" && [ -n "$(mariadb_client)" ] && db_tcp_ok; then return 0; fi
-    local daemon
-    daemon=$(command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd 2>/dev/null || true)
-    if [ -z "$daemon" ]; then
-        apt_install mariadb-server mariadb-client
-        daemon=$(command -v mariadbd || echo /usr/sbin/mariadbd)
-    fi
-    if ! port_open "$DB_PORT"; then
-        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-        if [ ! -d /var/lib/mysql/mysql ]; then
-            log "initialising the MariaDB data directory"
-            mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null 2>&1 \
-                || mysql_install_db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    local how="up" daemon
+    if ! port_open "$DB_PORT" || [ -z "$(mariadb_client)" ]; then
+        daemon=$(command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd 2>/dev/null || true)
+        if [ -z "$daemon" ] || [ -z "$(mariadb_client)" ]; then
+            apt_install mariadb-server mariadb-client
+            daemon=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+            # Installed by us, so this server is ours to configure for the tests.
+            mkdir -p /var/lib/mysql && touch "$PROVISIONED_MARK"
+            how="installed"
         fi
-        log "starting MariaDB"
-        start-stop-daemon --start --oknodo --background --exec "$daemon" -- --user=mysql \
-            --bind-address="$DB_HOST" --port="$DB_PORT" >/dev/null
-        wait_for 60 port_open "$DB_PORT" || { log "MariaDB did not start listening on $DB_PORT"; return 1; }
+        if ! port_open "$DB_PORT"; then
+            mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+            if [ ! -d /var/lib/mysql/mysql ]; then
+                mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null 2>&1 \
+                    || mysql_install_db --user=mysql --datadir=/var/lib/mysql >/dev/null
+                touch "$PROVISIONED_MARK"
+            fi
+            start-stop-daemon --start --oknodo --background --exec "$daemon" -- --user=mysql \
+                --bind-address="$DB_HOST" --port="$DB_PORT" >/dev/null
+            wait_for 60 port_open "$DB_PORT" || { say "MariaDB: did not start listening on $DB_PORT"; return 1; }
+            [ "$how" = installed ] || how="started"
+        fi
     fi
-    if ! wait_for 20 db_tcp_ok; then
-        # A fresh Debian install lets root in only through the unix socket.
-        log "allowing root with an empty password over TCP (test/dev database)"
-        "$(mariadb_client)" -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; FLUSH PRIVILEGES;" \
-            || true
-        db_tcp_ok || { log "cannot log in to MariaDB at $DB_HOST:$DB_PORT as root without a password"; return 1; }
+    # The server answers; now a login the tests can use.
+    if wait_for 20 db_login_ok root; then
+        rm -f "$STATE_DIR/db.env"
+        say "MariaDB: $how at $DB_HOST:$DB_PORT (root over TCP)"
+        return 0
     fi
-    log "MariaDB is up on $DB_HOST:$DB_PORT"
+    if [ -f "$PROVISIONED_MARK" ] && db_socket -e 'SELECT 1' >/dev/null 2>&1; then
+        # Our own fresh server: Debian lets root in through the socket only.
+        db_socket -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" >/dev/null
+        if db_login_ok root; then
+            rm -f "$STATE_DIR/db.env"
+            say "MariaDB: $how at $DB_HOST:$DB_PORT (fresh server set up for tests: root over TCP)"
+            return 0
+        fi
+    fi
+    # Somebody else's server: leave its accounts alone and use a user of our own.
+    local user=wework_test pw_file="$STATE_DIR/db-password" pw
+    if [ -f "$pw_file" ]; then pw=$(cat "$pw_file"); else
+        pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 24)
+        (umask 077; printf '%s' "$pw" > "$pw_file")
+    fi
+    if ! db_login_ok "$user" "$pw"; then
+        if is_root && db_socket -e 'SELECT 1' >/dev/null 2>&1; then
+            db_socket <<SQL >/dev/null
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON \`wwt\\_%\`.* TO '$user'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`wework\\_archive%\`.* TO '$user'@'127.0.0.1';
+SQL
+        fi
+    fi
+    if db_login_ok "$user" "$pw"; then
+        write_db_env "mysql://$user:$pw@$DB_HOST:$DB_PORT"
+        say "MariaDB: $how at $DB_HOST:$DB_PORT (existing server left as it is; tests use user $user, see $STATE_DIR/db.env)"
+        return 0
+    fi
+    say "MariaDB: cannot log in at $DB_HOST:$DB_PORT. Create a test user, e.g.
+    CREATE USER 'wework_test'@'127.0.0.1' IDENTIFIED BY '…';
+    GRANT ALL ON \`wwt\\_%\`.* TO 'wework_test'@'127.0.0.1'; GRANT ALL ON \`wework\\_archive%\`.* TO 'wework_test'@'127.0.0.1';
+  and run with TEST_DB_SERVER=mysql://wework_test:…@$DB_HOST:$DB_PORT DATABASE_URL=mysql://wework_test:…@$DB_HOST:$DB_PORT/wework_archive"
+    return 1
 }
+
+# ------------------------------------------------------------------ Redis
 
 redis_ok() {
     if command -v redis-cli >/dev/null; then
@@ -75,27 +149,132 @@ redis_ok() {
 }
 
 ensure_redis() {
-    if redis_ok; then return 0; fi
-    if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
-    mkdir -p /var/lib/redis /var/log/redis
-    log "starting Redis"
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
-        --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null
-    wait_for 20 redis_ok || { log "Redis did not start on $REDIS_PORT"; return 1; }
-    log "Redis is up on 127.0.0.1:$REDIS_PORT"
+    local how="up"
+    # The tests also start private redis-servers of their own: the binary is needed.
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        apt_install redis-server redis-tools; how="installed"
+    fi
+    if ! redis_ok; then
+        mkdir -p /var/lib/redis /var/log/redis
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+            --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null
+        wait_for 20 redis_ok || { say "Redis: did not start on $REDIS_PORT"; return 1; }
+        [ "$how" = installed ] || how="started"
+    fi
+    say "Redis: $how at 127.0.0.1:$REDIS_PORT"
+}
+
+# ----------------------------------------------------------------- ffmpeg
+
+ffmpeg_ok() { # decodes AMR-NB and encodes MP3: what the voice transcode runs
+    command -v ffmpeg >/dev/null || return 1
+    # Captured first: grep -q closing the pipe early would fail it under pipefail.
+    local dec enc
+    dec=$(ffmpeg -hide_banner -decoders 2>/dev/null) enc=$(ffmpeg -hide_banner -encoders 2>/dev/null)
+    [[ "$dec" == *" amrnb "* && "$enc" == *" libmp3lame "* ]]
 }
 
 ensure_ffmpeg() {
-    if command -v ffmpeg >/dev/null; then return 0; fi
-    apt_install ffmpeg || log "ffmpeg could not be installed: voice will be kept as AMR only"
+    if ffmpeg_ok; then say "ffmpeg: present ($(command -v ffmpeg), amrnb → libmp3lame)"; return 0; fi
+    apt_install ffmpeg || true
+    if ffmpeg_ok; then say "ffmpeg: installed (amrnb → libmp3lame)"; return 0; fi
+    say "ffmpeg: missing or without amrnb/libmp3lame and could not be installed"
+    return 1
 }
 
-if [ $# = 0 ]; then set -- mariadb redis ffmpeg; fi
-for s in "$@"; do
-    case "$s" in
+# --------------------------------------------------------------- libclang
+
+# The libclang bindgen (clang-sys) will load: a library exporting the C API
+# (clang_createIndex), not libclang-cpp. Prints its directory.
+find_libclang() {
+    python3 - <<'PY'
+import ctypes, glob, os
+pats = ["/usr/lib/llvm-*/lib/libclang.so*", "/usr/lib/x86_64-linux-gnu/libclang-*.so*",
+        "/usr/lib/x86_64-linux-gnu/libclang.so*", "/usr/local/lib/libclang*.so*"]
+for p in sorted({f for pat in pats for f in glob.glob(pat)}, reverse=True):
+    if "libclang-cpp" in p:
+        continue
+    try:
+        if hasattr(ctypes.CDLL(p), "clang_createIndex"):
+            print(os.path.dirname(os.path.realpath(p)) + " " + p)
+            break
+    except OSError:
+        pass
+PY
+}
+
+ensure_libclang() {
+    local found
+    found=$(find_libclang)
+    if [ -n "$found" ]; then
+        say "libclang (bindgen): present (${found#* })"
+    else
+        apt_install libclang1-14 || true
+        found=$(find_libclang)
+        [ -n "$found" ] || { say "libclang (bindgen): no loadable libclang and could not install libclang1-14"; return 1; }
+        say "libclang (bindgen): installed libclang1-14 (${found#* })"
+    fi
+    printf 'LIBCLANG_PATH=%s\n' "${found%% *}" > "$STATE_DIR/libclang.env"
+}
+
+# ------------------------------------------------------------ Python venv
+
+# The test suite's Python side (the shared reference generator, Feishu's own
+# SDK as the fake platform's client check) runs in one venv with pinned
+# requirements; it is rebuilt when the requirements change.
+VENV="${WEWORK_VENV:-$here/.venv}"
+REQS="$here/tests/py/requirements.txt"
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] || return 1
+    [ -f "$VENV/.requirements" ] && cmp -s "$VENV/.requirements" "$REQS" || return 1
+    "$VENV/bin/python" - "$REQS" <<'PY' >/dev/null 2>&1
+import importlib, sys
+for line in open(sys.argv[1]):
+    # "pkg==1.2  # import: module_a module_b"
+    if not line.lstrip().startswith("#") and "# import:" in line:
+        for mod in line.split("# import:")[1].split():
+            importlib.import_module(mod)
+PY
+}
+
+ensure_python() {
+    if venv_ok; then say "Python venv: present ($VENV)"; return 0; fi
+    local py
+    py=$(command -v python3 || true)
+    if [ -z "$py" ] || ! "$py" -m venv --help >/dev/null 2>&1; then
+        apt_install python3 python3-venv python3-pip; py=$(command -v python3)
+    fi
+    rm -rf "$VENV"
+    "$py" -m venv "$VENV" >/dev/null 2>&1 || { apt_install python3-venv; "$py" -m venv "$VENV" >/dev/null; }
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" >/dev/null
+    cp "$REQS" "$VENV/.requirements"
+    venv_ok || { say "Python venv: installed, but the modules in $REQS do not import"; return 1; }
+    say "Python venv: installed $VENV ($(grep -c '==' "$REQS") pinned packages)"
+}
+
+# ----------------------------------------------------------------- Galera
+
+galera_provider() { ls /usr/lib/galera/libgalera_smm.so /usr/lib/libgalera_smm.so 2>/dev/null | head -n1; }
+
+ensure_galera() {
+    local how=present
+    if [ -z "$(galera_provider)" ]; then apt_install galera-4 || true; how=installed; fi
+    [ -n "$(galera_provider)" ] || { say "Galera: galera-4 missing and could not be installed"; return 1; }
+    say "Galera: $how ($(galera_provider))"
+}
+
+# ------------------------------------------------------------------- main
+
+if [ $# = 0 ]; then set -- $NEEDS_ALL; fi
+for need in "$@"; do
+    case "$need" in
         mariadb|mysql) ensure_mariadb ;;
         redis) ensure_redis ;;
         ffmpeg) ensure_ffmpeg ;;
-        *) log "unknown service $s (mariadb, redis, ffmpeg)"; exit 2 ;;
+        libclang) ensure_libclang ;;
+        python) ensure_python ;;
+        galera) ensure_galera ;;
+        *) say "unknown need $need (one of: $NEEDS_ALL)"; exit 2 ;;
     esac
 done

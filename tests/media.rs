@@ -592,7 +592,7 @@ async fn claims_are_exclusive_expire_and_fence_out_the_old_holder() {
     assert!(states.iter().all(|(s, by, _)| (s == "pending" && by.is_empty()) || (s == "downloading" && by == "instance-b")), "{states:?}");
     drop(conn);
     store.close().await;
-    let pool = mysql_async::Pool::new(crate::common::DB_SERVER);
+    let pool = mysql_async::Pool::new(crate::common::db_server().as_str());
     pool.get_conn().await.unwrap().query_drop(format!("DROP DATABASE `{}`", db.name)).await.unwrap();
     pool.disconnect().await.unwrap();
 }

@@ -82,18 +82,23 @@ pub struct TestDb {
     server: String,
 }
 
-pub const DB_SERVER: &str = "mysql://root@127.0.0.1:3306";
+/// The server the tests' databases live on: `TEST_DB_SERVER`, else root with
+/// an empty password on 127.0.0.1:3306. scripts/test.sh sets it when
+/// scripts/services.sh had to use a dedicated user on an existing server.
+pub fn db_server() -> String {
+    std::env::var("TEST_DB_SERVER").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
 
 impl TestDb {
     pub async fn fresh(tag: &str) -> (TestDb, Store) {
-        Self::fresh_on(DB_SERVER, tag).await
+        Self::fresh_on(&db_server(), tag).await
     }
 
     pub async fn fresh_on(server: &str, tag: &str) -> (TestDb, Store) {
         use mysql_async::prelude::*;
         let name = format!("wwt_{tag}_{}", std::process::id());
         let pool = mysql_async::Pool::new(server);
-        let mut conn = pool.get_conn().await.expect("MariaDB on 127.0.0.1:3306 (bash scripts/services.sh)");
+        let mut conn = pool.get_conn().await.expect("the test MariaDB server (TEST_DB_SERVER; bash scripts/services.sh)");
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
         drop(conn);
         pool.disconnect().await.unwrap();
