@@ -23,7 +23,10 @@
 set -euo pipefail
 
 NEEDS_ALL="mariadb redis ffmpeg libclang python galera"
-DB_HOST=127.0.0.1 DB_PORT=3306 REDIS_PORT=6379
+# The test database server (the ports and socket can be moved, e.g. to drill the
+# existing-server path against a private mariadbd).
+DB_HOST=127.0.0.1 DB_PORT=${WEWORK_SETUP_DB_PORT:-3306} REDIS_PORT=6379
+DB_SOCKET=${WEWORK_SETUP_DB_SOCKET:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 STATE_DIR="${WEWORK_STATE_DIR:-$here/target/setup}"
 PROVISIONED_MARK=/var/lib/mysql/.wework-archive-provisioned
@@ -62,7 +65,16 @@ db_login_ok() { # db_login_ok USER [PASSWORD]: over TCP, as the tests connect
     MYSQL_PWD="$pw" "$(mariadb_client)" -h "$DB_HOST" -P "$DB_PORT" -u"$1" --connect-timeout=2 \
         -e 'SELECT 1' >/dev/null 2>&1
 }
-db_socket() { "$(mariadb_client)" -uroot --connect-timeout=2 "$@"; }
+db_socket() { "$(mariadb_client)" -uroot ${DB_SOCKET:+--socket="$DB_SOCKET"} --connect-timeout=2 "$@"; }
+db_alive() { # the server answers at all (mariadb-admin ping succeeds even when access is denied)
+    local admin
+    admin=$(command -v mariadb-admin || command -v mysqladmin || true)
+    if [ -n "$admin" ]; then
+        "$admin" -h "$DB_HOST" -P "$DB_PORT" --connect-timeout=2 ping >/dev/null 2>&1
+    else
+        port_open "$DB_PORT"
+    fi
+}
 
 write_db_env() { # write_db_env SERVER_URL
     local tmp="$STATE_DIR/db.env.$$"
@@ -96,7 +108,8 @@ ensure_mariadb() {
         fi
     fi
     # The server answers; now a login the tests can use.
-    if wait_for 20 db_login_ok root; then
+    wait_for 30 db_alive || { say "MariaDB: nothing answers at $DB_HOST:$DB_PORT"; return 1; }
+    if db_login_ok root; then
         rm -f "$STATE_DIR/db.env"
         say "MariaDB: $how at $DB_HOST:$DB_PORT (root over TCP)"
         return 0
@@ -255,13 +268,35 @@ ensure_python() {
 
 # ----------------------------------------------------------------- Galera
 
+# ---------------------------------------------------------------- Chromium
+
+# Debian's chromium and its chromedriver, of the same major version, for the
+# archive browser's tests.
+chromium_major() { chromium --version 2>/dev/null | grep -oE '[0-9]+' | head -n1; }
+chromedriver_major() { chromedriver --version 2>/dev/null | grep -oE '[0-9]+' | head -n1; }
+chromium_ok() { [ -n "$(chromium_major)" ] && [ "$(chromium_major)" = "$(chromedriver_major)" ]; }
+
+ensure_chromium() {
+    if chromium_ok; then say "Chromium: present (chromium and chromedriver $(chromium_major))"; return 0; fi
+    apt_install chromium chromium-driver || true
+    chromium_ok || { say "Chromium: chromium/chromium-driver missing or of different versions, could not install"; return 1; }
+    say "Chromium: installed chromium and chromium-driver $(chromium_major)"
+}
+
+# ----------------------------------------------------------------- Galera
+
+# A 3-node cluster on loopback for the cluster tests: the wsrep provider, and
+# rsync for state transfers between nodes.
 galera_provider() { ls /usr/lib/galera/libgalera_smm.so /usr/lib/libgalera_smm.so 2>/dev/null | head -n1; }
 
 ensure_galera() {
     local how=present
-    if [ -z "$(galera_provider)" ]; then apt_install galera-4 || true; how=installed; fi
-    [ -n "$(galera_provider)" ] || { say "Galera: galera-4 missing and could not be installed"; return 1; }
-    say "Galera: $how ($(galera_provider))"
+    if [ -z "$(galera_provider)" ] || ! command -v rsync >/dev/null; then
+        apt_install galera-4 rsync || true; how=installed
+    fi
+    [ -n "$(galera_provider)" ] && command -v rsync >/dev/null \
+        || { say "Galera: galera-4 or rsync missing and could not be installed"; return 1; }
+    say "Galera: $how ($(galera_provider), rsync for state transfer)"
 }
 
 # ------------------------------------------------------------------- main
@@ -275,6 +310,7 @@ for need in "$@"; do
         libclang) ensure_libclang ;;
         python) ensure_python ;;
         galera) ensure_galera ;;
-        *) say "unknown need $need (one of: $NEEDS_ALL)"; exit 2 ;;
+        chromium) ensure_chromium ;;
+        *) say "unknown need $need (one of: $NEEDS_ALL chromium)"; exit 2 ;;
     esac
 done
