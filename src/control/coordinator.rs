@@ -962,7 +962,8 @@ async fn keep_leases(
             let held: Vec<(CorpId, Lease)> = std::mem::take(&mut *leases).into_iter().collect();
             for (corp, l) in held {
                 let (k, c, held) = (keys.clone(), corp.clone(), l.clone());
-                let given = link.run(|conn| async move { lease::release(conn, &k, c.as_str(), &held).await }).await;
+                let given =
+                    link.run(|conn| async move { lease::release(conn, &k, c.as_str(), &held).await }).await;
                 ControlStats::add(&stats.leases_given_away, 1);
                 tracing::warn!(corp = %corp, token = l.token, released = given.is_ok(), "database not writable: giving the corp away");
                 let _ = lost.send((corp, l));

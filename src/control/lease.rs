@@ -354,7 +354,9 @@ pub async fn database_identity(store: &Store) -> Result<String, StoreError> {
             let db: Option<String> = conn.query_first("SELECT COALESCE(DATABASE(), '')").await?;
             Some(format!("galera:{uuid}/{}", db.unwrap_or_default()))
         }
-        _ => conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))").await?,
+        _ => {
+            conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))").await?
+        }
     };
     Ok(id.unwrap_or_default().replace(' ', "_"))
 }

@@ -94,9 +94,7 @@ pub async fn probe_conn(conn: &mut Conn) -> Result<Health, mysql_async::Error> {
         )
         .await?;
     let read_only: Vec<(String, String)> = conn.query("SHOW GLOBAL VARIABLES LIKE 'read_only'").await?;
-    let get = |name: &str| {
-        status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     if read_only.first().is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON") || v == "1") {
         return Ok(Health::Down("read_only = ON".into()));
     }

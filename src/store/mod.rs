@@ -82,10 +82,10 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let hosts = endpoints::parse(url)?;
         let first = &hosts[0].opts;
-        if let Some(db) = first.db_name() {
-            if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
-                return Err(StoreError::Url(format!("database name {db:?} must be a plain identifier")));
-            }
+        if let Some(db) = first.db_name()
+            && (!db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty())
+        {
+            return Err(StoreError::Url(format!("database name {db:?} must be a plain identifier")));
         }
         let db = first.db_name().map(str::to_owned);
         let endpoints = endpoints::Endpoints::new(hosts).await?;
@@ -95,7 +95,8 @@ impl Store {
             let server = Pool::new(endpoints::server_opts(ep));
             let created = retry::with_retry(3, || async {
                 let mut conn = server.get_conn().await?;
-                conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4")).await?;
+                conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4"))
+                    .await?;
                 Ok(())
             })
             .await;
@@ -144,7 +145,9 @@ impl Store {
                 self.endpoints.check_active().await;
                 let mut conn = self.conn().await?;
                 match endpoints::probe_conn(&mut conn).await? {
-                    endpoints::Health::Down(_) => Err(StoreError::Invalid(format!("database not writable: {why}"))),
+                    endpoints::Health::Down(_) => {
+                        Err(StoreError::Invalid(format!("database not writable: {why}")))
+                    }
                     _ => Ok(()),
                 }
             }

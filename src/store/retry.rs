@@ -27,6 +27,15 @@ const ER_CONNECTION_KILLED: u16 = 1927;
 /// ER_SERVER_SHUTDOWN.
 const ER_SERVER_SHUTDOWN: u16 = 1053;
 
+/// TiDB's "rolled back, safe to run the whole transaction again" codes: 8002
+/// (SELECT FOR UPDATE met a commit conflict), 8005 and 9007 (write
+/// conflicts), 8022 (commit failed and rolled back), 8027/8028 (schema changed
+/// under the transaction).
+const TIDB_RETRY_WHOLE: [u16; 6] = [8002, 8005, 8022, 8027, 8028, 9007];
+/// TiDB's storage unreachable for now: 9001 (PD), 9002 (TiKV timeout),
+/// 9005 (region unavailable).
+const TIDB_UNAVAILABLE: [u16; 3] = [9001, 9002, 9005];
+
 /// Whether a server error code means "this node cannot serve now".
 pub fn is_wsrep_not_ready_code(code: u16) -> bool {
     matches!(code, ER_WSREP_NOT_READY | ER_CONNECTION_KILLED | ER_SERVER_SHUTDOWN)
@@ -49,7 +58,9 @@ pub fn classify(e: &mysql_async::Error) -> Retry {
     match e {
         mysql_async::Error::Server(s) => match s.code {
             ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT => Retry::Conflict,
+            c if TIDB_RETRY_WHOLE.contains(&c) => Retry::Conflict,
             ER_QUERY_INTERRUPTED => Retry::Unavailable,
+            c if TIDB_UNAVAILABLE.contains(&c) => Retry::Unavailable,
             c if is_wsrep_not_ready_code(c) => Retry::Unavailable,
             _ => Retry::Permanent,
         },
@@ -117,6 +128,9 @@ mod tests {
         assert_eq!(classify(&server(1047)), Retry::Unavailable);
         assert_eq!(classify(&server(1062)), Retry::Permanent);
         assert_eq!(classify(&server(1146)), Retry::Permanent);
+        assert_eq!(classify(&server(9007)), Retry::Conflict);
+        assert_eq!(classify(&server(8004)), Retry::Permanent, "TiDB: transaction too large");
+        assert_eq!(classify(&server(9005)), Retry::Unavailable);
         assert!(StoreError::Db(server(1213)).is_transient());
         assert!(!StoreError::Invalid("x".into()).is_transient());
     }
