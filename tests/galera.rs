@@ -445,3 +445,92 @@ async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
     node1.close().await;
     check.close().await;
 }
+
+/// A multi-host URL whose first host is dead connects to the next one, and
+/// every connection of the store goes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_host_is_skipped() {
+    let (db, _store) = crate::common::TestDb::fresh("galera_hosts").await;
+    let (scheme_user, rest) = db.url.split_once('@').expect("a user in TEST_DB_SERVER");
+    let dead = free_port();
+    let url = format!("{scheme_user}@127.0.0.1:{dead},{rest}");
+    let store = Store::open(&url).await.unwrap();
+    assert_ne!(store.active_host(), format!("127.0.0.1:{dead}"));
+    assert!(store.ping().await);
+    store.writable().await.unwrap();
+    let n: Option<u64> =
+        store.conn().await.unwrap().query_first("SELECT COUNT(*) FROM corplist").await.unwrap();
+    assert_eq!(n, Some(0));
+    // Only dead hosts: a clear error, not a hang.
+    let url = format!("{scheme_user}@127.0.0.1:{dead},127.0.0.1:{}/x", free_port());
+    let t0 = Instant::now();
+    assert!(Store::open(&url).await.is_err());
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    store.close().await;
+}
+
+/// `migrate` serialises on a lock row (GET_LOCK only locks one Galera node):
+/// concurrent runs all succeed, an expired lock is taken over, a live one is
+/// waited for, and tables without a primary key get one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_lock_a_row_and_give_every_table_a_primary_key() {
+    use wework_archive::store::migrate::migrate;
+    let (_db, store) = crate::common::TestDb::fresh("galera_migrate").await;
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { migrate(&s).await })
+        })
+        .collect();
+    for r in runs {
+        assert_eq!(r.await.unwrap().unwrap(), Vec::<u32>::new(), "nothing left to apply");
+    }
+    let mut conn = store.conn().await.unwrap();
+    let left: Option<u64> = conn.query_first("SELECT COUNT(*) FROM schema_lock").await.unwrap();
+    assert_eq!(left, Some(0), "the lock row is deleted after use");
+    // A holder that died long ago: its lock has expired and is taken over.
+    conn.query_drop("INSERT INTO schema_lock VALUES ('migrate', 'ghost', NOW(3) - INTERVAL 1 SECOND)")
+        .await
+        .unwrap();
+    migrate(&store).await.unwrap();
+    // A live holder: waited for until it expires (2 s).
+    conn.query_drop("INSERT INTO schema_lock VALUES ('migrate', 'ghost', NOW(3) + INTERVAL 2 SECOND)")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    migrate(&store).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "did not wait for the live lock: {:?}",
+        t0.elapsed()
+    );
+    // Tables an older tool created without a primary key get one.
+    conn.query_drop("CREATE TABLE legacy_plain (a INT, b VARCHAR(10))").await.unwrap();
+    conn.query_drop("CREATE TABLE legacy_auto (id INT NOT NULL AUTO_INCREMENT, x INT, UNIQUE KEY (id))")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO legacy_plain VALUES (1, 'x'), (1, 'x')").await.unwrap();
+    migrate(&store).await.unwrap();
+    let pk = |t: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut c = store.conn().await.unwrap();
+            let cols: Vec<String> = c
+                .query(format!(
+                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{t}' AND CONSTRAINT_NAME = 'PRIMARY'"
+                ))
+                .await
+                .unwrap();
+            cols
+        }
+    };
+    assert_eq!(pk("legacy_plain").await, ["pk_id"]);
+    assert_eq!(pk("legacy_auto").await, ["id"]);
+    assert_eq!(pk("corp_state").await, ["corpid"]);
+    let rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM legacy_plain").await.unwrap();
+    assert_eq!(rows, Some(2), "rows kept");
+    assert!(
+        wework_archive::store::primary_keys::tables_without_primary_key(&store).await.unwrap().is_empty()
+    );
+}

@@ -93,10 +93,19 @@ pub async fn probe_conn(conn: &mut Conn) -> Result<Health, mysql_async::Error> {
             "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state_comment', 'wsrep_connected')",
         )
         .await?;
-    let read_only: Vec<(String, String)> = conn.query("SHOW GLOBAL VARIABLES LIKE 'read_only'").await?;
+    let vars: Vec<(String, String)> =
+        conn.query("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')").await?;
+    let on = |name: &str| {
+        vars.iter().any(|(k, v)| k.eq_ignore_ascii_case(name) && (v.eq_ignore_ascii_case("ON") || v == "1"))
+    };
     let get = |name: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-    if read_only.first().is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON") || v == "1") {
+    if on("read_only") {
         return Ok(Health::Down("read_only = ON".into()));
+    }
+    // A plain MariaDB reports wsrep_ready = OFF too: only a server with
+    // wsrep_on is a Galera node.
+    if !on("wsrep_on") {
+        return Ok(Health::Ready);
     }
     match get("wsrep_ready") {
         None => Ok(Health::Ready), // not a Galera node
