@@ -24,13 +24,13 @@ const PREFIX: &str = "wwt";
 // ---------------------------------------------------------------- harness
 
 /// A Redis server of this test's own, on a free port, without persistence.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
-    fn start() -> PrivateRedis {
+    pub(crate) fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut r = PrivateRedis { port, child: None };
         r.restart();
@@ -70,7 +70,7 @@ impl PrivateRedis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
@@ -82,16 +82,16 @@ impl Drop for PrivateRedis {
 }
 
 /// One `wework-archive run` process; killed when dropped.
-struct Instance {
-    name: String,
-    child: Option<tokio::process::Child>,
-    log: PathBuf,
-    http: Option<String>,
+pub(crate) struct Instance {
+    pub(crate) name: String,
+    pub(crate) child: Option<tokio::process::Child>,
+    pub(crate) log: PathBuf,
+    pub(crate) http: Option<String>,
 }
 
 impl Instance {
     /// Its HTTP address, from its log.
-    async fn http(&mut self) -> String {
+    pub(crate) async fn http(&mut self) -> String {
         if let Some(a) = &self.http {
             return a.clone();
         }
@@ -108,7 +108,7 @@ impl Instance {
         }
     }
 
-    async fn metrics(&mut self) -> Metrics {
+    pub(crate) async fn metrics(&mut self) -> Metrics {
         metrics_at(&self.http().await).await
     }
 
@@ -117,7 +117,7 @@ impl Instance {
     }
 
     /// SIGKILL: no chance to give leases back.
-    async fn kill9(&mut self) {
+    pub(crate) async fn kill9(&mut self) {
         unsafe { libc::kill(self.pid(), libc::SIGKILL) };
         if let Some(mut c) = self.child.take() {
             let _ = c.wait().await;
@@ -125,7 +125,7 @@ impl Instance {
     }
 
     /// SIGTERM and wait: the graceful stop must exit 0.
-    async fn terminate(&mut self) {
+    pub(crate) async fn terminate(&mut self) {
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         let mut c = self.child.take().unwrap();
         let status = tokio::time::timeout(Duration::from_secs(40), c.wait()).await;
@@ -136,7 +136,7 @@ impl Instance {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -276,13 +276,13 @@ impl Harness {
 }
 
 /// Live traffic: appends records to some corps every 200 ms until stopped.
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Traffic {
-    fn start(sim: &Simulator, corps: Vec<usize>, per_tick: usize) -> Traffic {
+    pub(crate) fn start(sim: &Simulator, corps: Vec<usize>, per_tick: usize) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, sim) = (stop.clone(), sim.clone());
         let task = tokio::spawn(async move {
@@ -296,7 +296,7 @@ impl Traffic {
         Traffic { stop, task }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
     }
@@ -345,19 +345,19 @@ fn dechunk(mut body: &str) -> String {
 
 /// Samples by series (`name{a="x",b="y"}`, labels sorted).
 #[derive(Debug, Default)]
-struct Metrics(BTreeMap<String, f64>);
+pub(crate) struct Metrics(BTreeMap<String, f64>);
 
 impl Metrics {
     fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.0.get(&series(name, labels)).copied()
     }
 
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels).unwrap_or_else(|| panic!("no sample {}", series(name, labels)))
     }
 
     /// Samples of `name` whose labels include `label`, by that label's value.
-    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+    pub(crate) fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
         let prefix = format!("{name}{{");
         let mut out = BTreeMap::new();
         for (k, v) in &self.0 {
@@ -566,7 +566,7 @@ fn the_prometheus_checker_rejects_what_it_should() {
 // ------------------------------------------------------------------ tests
 
 /// Poll until `f` holds, or fail with `what` after `within`; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -4,6 +4,7 @@
 
 mod common;
 mod control;
+mod galera;
 mod ingest;
 mod media;
 mod sdk;

@@ -240,6 +240,14 @@ impl Coordinator {
         let database = lease::database_identity(&self.ctx.store).await?;
         let background = CancellationToken::new();
         let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
+        // Whether the database takes writes: while it does not, the keeper
+        // gives every lease away (src/control/dbhealth.rs).
+        let (writable, db_watch) = super::dbhealth::spawn(
+            self.ctx.store.clone(),
+            super::dbhealth::HealthTiming::for_lease(self.timing.ttl),
+            self.stats.clone(),
+            background.clone(),
+        );
         let keeper = tokio::spawn(keep_leases(
             self.link.clone(),
             self.keys.clone(),
@@ -249,6 +257,7 @@ impl Coordinator {
             self.shared.clone(),
             lost_tx,
             self.stats.clone(),
+            writable,
             background.clone(),
         ));
         let (queue_tx, mut queue_rx) = mpsc::channel(256);
@@ -299,6 +308,7 @@ impl Coordinator {
         background.cancel();
         let _ = keeper.await;
         let _ = reader.await;
+        let _ = db_watch.await;
         Ok(())
     }
 
@@ -923,18 +933,44 @@ async fn keep_leases(
     shared: Arc<Shared>,
     lost: mpsc::UnboundedSender<(CorpId, Lease)>,
     stats: Arc<ControlStats>,
+    mut writable: tokio::sync::watch::Receiver<bool>,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(timing.renew);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl = timing.ttl_ms();
     let mut foreign_seen = HashSet::new();
+    let mut watching = true;
+    let mut left_for_db = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = writable.changed(), if watching => watching = changed.is_ok(),
         }
         let mut leases = shared.leases.lock().await;
+        if !*writable.borrow() && !shared.leaving.load(Ordering::Relaxed) {
+            // The database cannot be written to: holding corps would only
+            // stall them. Leave the membership (so the others' share grows)
+            // and give every lease back (so they can take the corps at once).
+            if !left_for_db {
+                let (k, me) = (keys.clone(), instance.clone());
+                let _ = link.run(|conn| async move { lease::leave(conn, &k, &me).await }).await;
+                *shared.members.lock().unwrap() = None;
+                left_for_db = true;
+            }
+            let held: Vec<(CorpId, Lease)> = std::mem::take(&mut *leases).into_iter().collect();
+            for (corp, l) in held {
+                let (k, c, held) = (keys.clone(), corp.clone(), l.clone());
+                let given =
+                    link.run(|conn| async move { lease::release(conn, &k, c.as_str(), &held).await }).await;
+                ControlStats::add(&stats.leases_given_away, 1);
+                tracing::warn!(corp = %corp, token = l.token, released = given.is_ok(), "database not writable: giving the corp away");
+                let _ = lost.send((corp, l));
+            }
+            continue;
+        }
+        left_for_db = false;
         if !shared.leaving.load(Ordering::Relaxed) {
             let (k, me, load, db) = (keys.clone(), instance.clone(), leases.len(), database.clone());
             let member_ttl = 2 * timing.renew.as_millis() as u64;

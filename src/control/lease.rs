@@ -339,10 +339,25 @@ pub async fn heartbeat(
 /// different addresses agree. Instances of another deployment that share the
 /// Redis prefix are not counted as peers (they would shrink everyone's share
 /// and leave corps unowned).
+///
+/// On a Galera cluster every node is the same database: the identity is the
+/// cluster's state UUID (`galera:<uuid>/schema`), shared by all its nodes, so
+/// instances writing through different nodes (or moving between them) are
+/// peers.
 pub async fn database_identity(store: &Store) -> Result<String, StoreError> {
     let mut conn = store.conn().await?;
-    let id: Option<String> =
-        conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))").await?;
+    let cluster: Option<(String, String)> =
+        conn.query_first("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'").await?;
+    let id: Option<String> = match cluster {
+        Some((_, uuid)) if !uuid.is_empty() && !uuid.starts_with("00000000-") => {
+            let uuid: String = uuid.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+            let db: Option<String> = conn.query_first("SELECT COALESCE(DATABASE(), '')").await?;
+            Some(format!("galera:{uuid}/{}", db.unwrap_or_default()))
+        }
+        _ => {
+            conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))").await?
+        }
+    };
     Ok(id.unwrap_or_default().replace(' ', "_"))
 }
 

@@ -54,8 +54,15 @@
 //! while Redis is reachable, and not during the first lease time after an
 //! outage: a Redis that restarted empty has forgotten every lease, and the
 //! other instances need that long to reconnect and reclaim theirs.
+//!
+//! # Database unreachable
+//!
+//! An instance that cannot write to its database ([`dbhealth`]) gives every
+//! lease back and leaves the membership within a third of the lease time, so
+//! the healthy instances take its corps; it rejoins once the database answers.
 
 pub mod coordinator;
+pub mod dbhealth;
 pub mod events;
 pub mod lease;
 pub mod link;

@@ -52,6 +52,10 @@ pub struct ControlStats {
     pub poll_errors: AtomicU64,
     /// Unix time (ms) of the coordinator's last loop turn.
     pub last_turn_ms: AtomicU64,
+    /// Whether the database can be written to (see `control::dbhealth`).
+    pub db_writable: AtomicBool,
+    /// Leases given back because the database could not be written to.
+    pub leases_given_away: AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch.

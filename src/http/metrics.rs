@@ -355,6 +355,18 @@ fn control_metrics(e: &mut Exposition, state: &AppState) {
         get(&c.leases_reclaimed),
     );
     e.single(
+        "wework_db_writable",
+        Kind::Gauge,
+        "1 while this instance can write to its database; 0 while it gives its corps away.",
+        if c.db_writable.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
+    );
+    e.single(
+        "wework_lease_given_away_total",
+        Kind::Counter,
+        "Leases given back because the database could not be written to.",
+        get(&c.leases_given_away),
+    );
+    e.single(
         "wework_instances_live",
         Kind::Gauge,
         "Live instances seen in the last heartbeat.",

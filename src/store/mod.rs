@@ -5,16 +5,21 @@
 //! derived from them.
 
 pub mod corps;
+pub mod endpoints;
 pub mod ident;
 pub mod media_jobs;
 pub mod messages;
 pub mod migrate;
+pub mod primary_keys;
+pub mod retry;
 pub mod state;
 
 pub use ident::{CorpId, InvalidCorpId};
 
+use std::sync::Arc;
+
+use mysql_async::Pool;
 use mysql_async::prelude::*;
-use mysql_async::{Opts, OptsBuilder, Pool};
 
 /// Store errors, with the context a log line needs.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +60,9 @@ impl StoreError {
     /// Whether the error is a lost or refused connection (worth waiting and retrying).
     pub fn is_connection(&self) -> bool {
         match self {
-            StoreError::Db(e) => matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)),
+            // A Galera node that is not ready (joining, partitioned) is as
+            // good as a refused connection: wait, or let another host serve.
+            StoreError::Db(e) => endpoints::is_host_failure(e),
             _ => false,
         }
     }
@@ -64,26 +71,39 @@ impl StoreError {
 /// A pooled connection to the archive database.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: Pool,
+    /// The host(s) of `DATABASE_URL` and the pool of the active one.
+    endpoints: Arc<endpoints::Endpoints>,
     messages: messages::TableCache,
 }
 
 impl Store {
     /// Connects, creating the database named in the URL when it does not exist.
+    /// The URL may name several hosts of one cluster (see [`endpoints`]).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let opts = Opts::from_url(url).map_err(|e| StoreError::Url(e.to_string()))?;
-        if let Some(db) = opts.db_name() {
-            if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
-                return Err(StoreError::Url(format!("database name {db:?} must be a plain identifier")));
-            }
-            let server = Pool::new(OptsBuilder::from_opts(opts.clone()).db_name(None::<String>));
-            let mut conn = server.get_conn().await?;
-            conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4")).await?;
-            drop(conn);
-            server.disconnect().await?;
+        let hosts = endpoints::parse(url)?;
+        let first = &hosts[0].opts;
+        if let Some(db) = first.db_name()
+            && (!db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty())
+        {
+            return Err(StoreError::Url(format!("database name {db:?} must be a plain identifier")));
         }
-        let pool = Pool::new(opts);
-        Ok(Store { pool, messages: messages::TableCache::default() })
+        let db = first.db_name().map(str::to_owned);
+        let endpoints = endpoints::Endpoints::new(hosts).await?;
+        if let Some(db) = db {
+            let active = endpoints.active_label();
+            let ep = endpoints.hosts().iter().find(|h| h.label == active).unwrap_or(&endpoints.hosts()[0]);
+            let server = Pool::new(endpoints::server_opts(ep));
+            let created = retry::with_retry(3, || async {
+                let mut conn = server.get_conn().await?;
+                conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4"))
+                    .await?;
+                Ok(())
+            })
+            .await;
+            server.disconnect().await?;
+            created?;
+        }
+        Ok(Store { endpoints, messages: messages::TableCache::default() })
     }
 
     /// Connects and applies pending migrations (what every command does on start).
@@ -95,12 +115,12 @@ impl Store {
 
     /// A connection from the pool.
     pub async fn conn(&self) -> Result<mysql_async::Conn, StoreError> {
-        Ok(self.pool.get_conn().await?)
+        self.endpoints.conn().await
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        match self.pool.get_conn().await {
+        match self.conn().await {
             Ok(mut c) => c.ping().await.is_ok(),
             Err(_) => false,
         }
@@ -108,7 +128,35 @@ impl Store {
 
     /// Closes the pool.
     pub async fn close(self) {
-        let _ = self.pool.disconnect().await;
+        self.endpoints.close().await;
+    }
+
+    /// Whether the database can be written to now: the active host answers
+    /// and is usable (a Galera node in the primary component and synced, not
+    /// read-only); when it is not and the URL names other hosts, they are
+    /// tried first. Used by the control plane to give corps away while this
+    /// instance cannot store anything.
+    pub async fn writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        match endpoints::probe_conn(&mut conn).await? {
+            endpoints::Health::Ready | endpoints::Health::Lagging(_) => Ok(()),
+            endpoints::Health::Down(why) => {
+                drop(conn);
+                self.endpoints.check_active().await;
+                let mut conn = self.conn().await?;
+                match endpoints::probe_conn(&mut conn).await? {
+                    endpoints::Health::Down(_) => {
+                        Err(StoreError::Invalid(format!("database not writable: {why}")))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// `host:port` of the database host connections go to now.
+    pub fn active_host(&self) -> String {
+        self.endpoints.active_label()
     }
 
     pub(crate) fn table_cache(&self) -> &messages::TableCache {
