@@ -4,6 +4,7 @@
 
 mod common;
 mod control;
+mod hostile;
 mod ingest;
 mod media;
 mod sdk;

@@ -8,7 +8,7 @@ use super::envelope::ChatItem;
 use super::keys::{KeyRing, UnwrapError};
 use super::media_refs::{MediaRef, media_refs};
 use super::message::{fields, parse_lenient};
-use super::sdk::{Library, SdkError};
+use super::sdk::{Library, Refusal, SdkError};
 use crate::store::messages::{DecryptStatus, NewMessage};
 
 /// A record ready to store, with the media it references.
@@ -72,6 +72,9 @@ pub fn decrypt_record(lib: &'static Library, ring: &KeyRing, e: &Encrypted<'_>) 
     };
     let plain = match lib.decrypt(&encrypt_key, e.encrypt_chat_msg) {
         Ok(p) => p,
+        Err(SdkError::Refused {
+            reason: Refusal::KeyInfoUnparsable { .. } | Refusal::KeyInfoDoesNotFit { .. }, ..
+        }) => return undecrypted(e, DecryptStatus::BadKeyInfo, 0),
         Err(SdkError::Refused { .. }) => return undecrypted(e, DecryptStatus::BadMessage, 0),
         Err(err) => return undecrypted(e, DecryptStatus::SdkError, err.raw_code()),
     };
