@@ -49,3 +49,8 @@ CREATE TABLE IF NOT EXISTS message_parts (
 -- be archived). utf8mb4 keeps (corpid, msgid, item_index) within InnoDB's
 -- 3072-byte key limit.
 ALTER TABLE media_jobs MODIFY COLUMN msgid VARCHAR(512) NOT NULL;
+
+-- How a finished media file was checked: md5 (the stated md5 matched) or
+-- unverified (no md5 stated: only the stated size, if any, and the declared
+-- type's magic bytes were checked). '' for jobs finished before 0005.
+ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS verification VARCHAR(16) NOT NULL DEFAULT '';

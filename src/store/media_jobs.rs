@@ -2,7 +2,7 @@
 
 use mysql_async::Value;
 
-use super::CorpId;
+use super::{CorpId, StoreError};
 use super::messages::TxStatement;
 use crate::wecom::media_refs::MediaRef;
 
@@ -73,4 +73,19 @@ pub fn enqueue_statement<'a>(
     }
     flush(&mut params, &mut rows, &mut bytes, &mut statements);
     statements
+}
+
+impl super::Store {
+    /// Records how a job's file was verified (`md5` or `unverified`, see
+    /// `wecom::media::verify::Verification`), while `claim_token` still holds it.
+    pub async fn set_media_verification(&self, id: u64, claim_token: u64, how: &str) -> Result<bool, StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET verification = ? WHERE id = ? AND claim_token = ?",
+            (how, id, claim_token),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
+    }
 }

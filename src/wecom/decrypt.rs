@@ -84,12 +84,12 @@ pub fn decrypt_record(lib: &'static Library, ring: &KeyRing, e: &Encrypted<'_>) 
 /// Builds the stored record from a plaintext.
 fn from_plaintext(e: &Encrypted<'_>, plain: Vec<u8>) -> Decrypted {
     let Some(json) = parse_lenient(&plain) else {
+        // Not JSON even leniently: the exact bytes, a lossy preview, and the
+        // ciphertext too, since only `ok` records may drop it (issue #9).
         let text = String::from_utf8_lossy(&plain).chars().take(4000).collect();
         let mut d = undecrypted(e, DecryptStatus::Unparsed, 0);
         d.message.text = text;
         d.message.msgdata = Some(plain);
-        d.message.encrypt_random_key = None;
-        d.message.encrypt_chat_msg = None;
         return d;
     };
     let f = fields(&json);

@@ -16,6 +16,7 @@ mod backoff;
 mod pool;
 pub mod puller;
 pub mod redecrypt;
+pub mod replay;
 pub mod runner;
 pub mod seqs;
 mod stats;
