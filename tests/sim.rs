@@ -362,6 +362,7 @@ async fn record_faults_through_the_real_sdk() {
                             let ek = unwrap(&late).unwrap();
                             assert!(lib.decrypt(&ek, &item.encrypt_chat_msg).unwrap() == rec.plaintext);
                         }
+                        other => panic!("{other:?} is not enabled in this test"),
                     }
                 }
             }

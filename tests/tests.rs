@@ -5,6 +5,7 @@
 mod common;
 mod control;
 mod galera;
+mod hostile;
 mod ingest;
 mod media;
 mod sdk;

@@ -184,6 +184,12 @@ fn chatdata_body(shared: &Shared, corp: usize, seq: u64, limit: usize) -> String
                 crate::RecordFault::BadBase64 => FaultKind::BadBase64,
                 crate::RecordFault::UnknownVer => FaultKind::UnknownVer,
                 crate::RecordFault::WrongKey => FaultKind::WrongKey,
+                crate::RecordFault::GroupKeyInfo => FaultKind::GroupKeyInfo,
+                crate::RecordFault::LongMsgid => FaultKind::LongMsgid,
+                crate::RecordFault::InvalidUtf8 => FaultKind::InvalidUtf8,
+                crate::RecordFault::LoneSurrogate => FaultKind::LoneSurrogate,
+                crate::RecordFault::HugeRecord => FaultKind::HugeRecord,
+                crate::RecordFault::ForgedSeq => FaultKind::ForgedSeq,
             });
         }
     }

@@ -68,11 +68,23 @@ pub enum FaultKind {
     WrongKey,
     /// Media: a download attempt gets corrupted bytes (md5 fails).
     Md5Mismatch,
+    /// Record: a key info that aborts the real SDK, hidden behind an empty protobuf group.
+    GroupKeyInfo,
+    /// Record: a 400-character msgid.
+    LongMsgid,
+    /// Record: a plaintext with bytes that are not UTF-8.
+    InvalidUtf8,
+    /// Record: a plaintext with a lone surrogate escape.
+    LoneSurrogate,
+    /// Record: a 20 MB plaintext.
+    HugeRecord,
+    /// Record: served with `seq = 2^64-1`.
+    ForgedSeq,
 }
 
 impl FaultKind {
     /// Every kind, in spec order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Http500,
         FaultKind::Slow,
         FaultKind::Cut,
@@ -84,6 +96,12 @@ impl FaultKind {
         FaultKind::UnknownVer,
         FaultKind::WrongKey,
         FaultKind::Md5Mismatch,
+        FaultKind::GroupKeyInfo,
+        FaultKind::LongMsgid,
+        FaultKind::InvalidUtf8,
+        FaultKind::LoneSurrogate,
+        FaultKind::HugeRecord,
+        FaultKind::ForgedSeq,
     ];
 
     /// The name used in spec strings.
@@ -100,6 +118,12 @@ impl FaultKind {
             FaultKind::UnknownVer => "unknown_ver",
             FaultKind::WrongKey => "wrong_key",
             FaultKind::Md5Mismatch => "md5_mismatch",
+            FaultKind::GroupKeyInfo => "group_key_info",
+            FaultKind::LongMsgid => "long_msgid",
+            FaultKind::InvalidUtf8 => "invalid_utf8",
+            FaultKind::LoneSurrogate => "lone_surrogate",
+            FaultKind::HugeRecord => "huge_record",
+            FaultKind::ForgedSeq => "forged_seq",
         }
     }
 
@@ -107,7 +131,16 @@ impl FaultKind {
     pub fn is_record_fault(self) -> bool {
         matches!(
             self,
-            FaultKind::ShortMsg | FaultKind::BadBase64 | FaultKind::UnknownVer | FaultKind::WrongKey
+            FaultKind::ShortMsg
+                | FaultKind::BadBase64
+                | FaultKind::UnknownVer
+                | FaultKind::WrongKey
+                | FaultKind::GroupKeyInfo
+                | FaultKind::LongMsgid
+                | FaultKind::InvalidUtf8
+                | FaultKind::LoneSurrogate
+                | FaultKind::HugeRecord
+                | FaultKind::ForgedSeq
         )
     }
 }

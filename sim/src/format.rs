@@ -162,6 +162,13 @@ pub fn seal_key_info(k_e: &[u8; 32], info: &SdkKeyInfo, rng: &mut impl RngCore) 
     seal(k_e, &info.encode(), rng)
 }
 
+/// Encrypts arbitrary key-info bytes (not necessarily a valid `SdkKeyInfo`: groups, unknown
+/// fields, truncations) under `K_E`, as `encrypt_key`: used to build hostile keys that only the
+/// SDK's protobuf parser decides about.
+pub fn seal_key_bytes(k_e: &[u8; 32], key_info: &[u8], rng: &mut impl RngCore) -> String {
+    seal(k_e, key_info, rng)
+}
+
 /// Picks varied parameters for a plaintext of `plaintext_len` bytes: `k1` of 1..=64 bytes
 /// (mostly 32 printable ASCII, sometimes other lengths, sometimes multi-byte UTF-8), filler
 /// lengths mostly small but sometimes up to 2000, `s_len` anywhere in `1..=len(A)`.

@@ -29,6 +29,11 @@ pub struct ManifestCorp {
     pub keys: Vec<ManifestKey>,
     /// Records currently in the corp's archive.
     pub messages: usize,
+    /// With record faults on: the exact msgids of the records that cannot be decrypted with
+    /// `keys` (short_msg, bad_base64, unknown_ver, wrong_key, group_key_info), so an archive
+    /// can be checked against them.
+    #[serde(default)]
+    pub undecryptable_msgids: Vec<String>,
 }
 
 /// One private key.

@@ -185,9 +185,7 @@ impl Simulator {
         let mut generated = keys(config.seed, labels).await?.into_iter();
         let stranger = if strange { generated.next() } else { None };
 
-        let fault_rates =
-            [FaultKind::ShortMsg, FaultKind::BadBase64, FaultKind::UnknownVer, FaultKind::WrongKey]
-                .map(|k| config.faults.rate(k));
+        let fault_rates = crate::corpus::RECORD_FAULTS.map(|f| config.faults.rate(f.kind()));
         let mut builds = JoinSet::new();
         for c in 0..config.corps {
             let spec = CorpSpec {
@@ -314,6 +312,14 @@ impl Simulator {
                     .map(|k| ManifestKey { version: k.version, private_key_pem: k.pem.clone() })
                     .collect(),
                 messages: c.records.read().expect("records").len(),
+                undecryptable_msgids: c
+                    .records
+                    .read()
+                    .expect("records")
+                    .iter()
+                    .filter(|r| r.fault.is_some_and(crate::RecordFault::undecryptable))
+                    .map(|r| r.msgid.clone())
+                    .collect(),
             })
             .collect();
         Manifest { proxy: self.proxy_url(), corps }

@@ -243,8 +243,35 @@ impl Shared {
         let sealed = format::encrypt(&r.plaintext, &params, &mut rng).expect("random_params are valid");
         let ek = sealed.encrypt_key.as_bytes();
         let normal = |v: u32| corp.key(v).expect("record version has a key").key.wrap(ek).expect("RSA wrap");
+        let mut seq = r.seq;
         let (msg, erk) = match r.fault {
-            None => (sealed.encrypt_chat_msg, normal(r.publickey_ver)),
+            None
+            | Some(
+                RecordFault::LongMsgid
+                | RecordFault::InvalidUtf8
+                | RecordFault::LoneSurrogate
+                | RecordFault::HugeRecord,
+            ) => (sealed.encrypt_chat_msg, normal(r.publickey_ver)),
+            Some(RecordFault::ForgedSeq) => {
+                seq = u64::MAX;
+                (sealed.encrypt_chat_msg, normal(r.publickey_ver))
+            }
+            Some(RecordFault::GroupKeyInfo) => {
+                // s_len fits the SDK's first checks (2*s_len < L, pre_len+45 <= L) but is
+                // one more than what is left after the prefix cut: erase() throws.
+                let msg = sealed.encrypt_chat_msg;
+                let len = msg.len() as i32;
+                let s_len = len / 4;
+                let pre_len = len - 45 - (s_len - 1);
+                let info = crate::proto::SdkKeyInfo { k1: b"group".to_vec(), pre_len, end_len: 0, s_len };
+                let mut bytes = info.encode();
+                bytes.extend([0x2b, 0x2c]);
+                let mut k_e = [0u8; 32];
+                k_e.copy_from_slice(&msg.as_bytes()[format::KE_OFFSET..format::KE_END]);
+                let key = format::seal_key_bytes(&k_e, &bytes, &mut rng);
+                let erk = corp.key(r.publickey_ver).expect("record version has a key").key.wrap(key.as_bytes());
+                (msg, erk.expect("RSA wrap"))
+            }
             Some(RecordFault::ShortMsg) => {
                 let n = rng.random_range(0..13);
                 (sealed.encrypt_chat_msg[..n].to_string(), normal(r.publickey_ver))
@@ -268,7 +295,7 @@ impl Shared {
             }
         };
         J::Obj(vec![
-            ("seq", J::UInt(r.seq)),
+            ("seq", J::UInt(seq)),
             ("msgid", J::s(&r.msgid)),
             ("publickey_ver", J::UInt(r.publickey_ver.into())),
             ("encrypt_random_key", J::Str(erk)),

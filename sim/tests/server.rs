@@ -320,6 +320,7 @@ async fn record_faults_and_withheld_keys() {
                     assert!(mc.key(ver).is_some());
                     assert!(mc.keys.iter().all(|k| keys::unwrap_with_pem(&k.private_key_pem, erk).is_err()));
                 }
+                other => panic!("{other:?} is not enabled in this test"),
             }
         }
         assert_eq!(seen.len(), 4, "every record fault in every corp");

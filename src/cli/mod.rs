@@ -7,6 +7,7 @@ pub mod corp;
 mod demo;
 mod ingest;
 mod media;
+mod quarantine;
 mod seal;
 mod status;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Download media now, or requeue media that failed.
     #[command(subcommand)]
     Media(media::MediaCommand),
+    /// Records that could not be stored: list them, or store them again.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
     /// Load the SDK and check it works here (decrypts known vectors offline).
     SdkCheck,
     /// Run the whole pipeline against the built-in simulator (real SDK, MariaDB, Redis).
@@ -108,6 +112,7 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         Command::Redecrypt(args) => ingest::redecrypt(args, config).await,
         Command::Status(args) => status::run(args, &config).await,
         Command::Media(cmd) => media::run(cmd, config).await,
+        Command::Quarantine(cmd) => quarantine::run(cmd, config).await,
         Command::SdkCheck => sdk_check(&config),
         Command::Demo(args) => demo::run(args, config).await,
         Command::Bench(cmd) => {

@@ -2,7 +2,7 @@
 
 use mysql_async::Value;
 
-use super::CorpId;
+use super::{CorpId, StoreError};
 use super::messages::TxStatement;
 use crate::wecom::media_refs::MediaRef;
 
@@ -11,22 +11,57 @@ const COLUMNS: &str =
     "corpid, msgid, item_index, kind, sdkfileid, md5sum, size, filename, fileext, emotion_type, msgtime";
 const WIDTH: usize = 11;
 
-/// One INSERT for all media of a batch (idempotent on (corpid, msgid, item_index)),
-/// to run inside the batch's transaction. None when there is no media.
+/// Rows per media INSERT: MySQL allows at most 65,535 placeholders in one
+/// statement, and a batch of 1000 `mixed` messages can reference far more
+/// media than 65,535 / 11 (issue #9).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Bytes of parameters per media INSERT, well under `max_allowed_packet`
+/// (sdkfileids can be long).
+const BYTES_PER_STATEMENT: usize = 4 << 20;
+
+/// Widths of the text columns (0003); longer values are cut to fit, since the
+/// message itself keeps the full reference in `msgdata`.
+const KIND_WIDTH: usize = 32;
+const MD5_WIDTH: usize = 64;
+
+fn cut(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// INSERTs for all media of a batch (idempotent on (corpid, msgid, item_index)),
+/// to run inside the batch's transaction, chunked so no statement exceeds the
+/// placeholder or packet limits. Empty when there is no media.
 pub fn enqueue_statement<'a>(
     corpid: &CorpId,
     items: impl IntoIterator<Item = (&'a str, i64, &'a MediaRef)>,
-) -> Option<TxStatement> {
-    let mut params: Vec<Value> = Vec::new();
-    let mut rows = 0;
+) -> Vec<TxStatement> {
+    let mut statements = Vec::new();
+    let (mut params, mut rows, mut bytes): (Vec<Value>, usize, usize) = (Vec::new(), 0, 0);
+    let flush = |params: &mut Vec<Value>, rows: &mut usize, bytes: &mut usize, out: &mut Vec<TxStatement>| {
+        if *rows == 0 {
+            return;
+        }
+        let row = format!("({})", ["?"; WIDTH].join(","));
+        let sql = format!(
+            "INSERT INTO media_jobs ({COLUMNS}) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+            vec![row.as_str(); *rows].join(",")
+        );
+        out.push(TxStatement { sql, params: std::mem::take(params) });
+        (*rows, *bytes) = (0, 0);
+    };
     for (msgid, msgtime, m) in items {
+        let size = 256 + msgid.len() + m.sdkfileid.len() + m.filename.as_ref().map_or(0, String::len);
+        if rows > 0 && (rows >= ROWS_PER_STATEMENT || bytes + size > BYTES_PER_STATEMENT) {
+            flush(&mut params, &mut rows, &mut bytes, &mut statements);
+        }
         params.extend([
             corpid.as_str().into(),
             msgid.into(),
             m.index.into(),
-            m.kind.as_str().into(),
+            cut(m.kind.as_str(), KIND_WIDTH).into(),
             m.sdkfileid.as_str().into(),
-            m.md5sum.as_str().into(),
+            cut(&m.md5sum, MD5_WIDTH).into(),
             m.size.into(),
             m.filename.clone().unwrap_or_default().chars().take(1000).collect::<String>().into(),
             m.fileext.clone().unwrap_or_default().chars().take(60).collect::<String>().into(),
@@ -34,14 +69,23 @@ pub fn enqueue_statement<'a>(
             msgtime.into(),
         ]);
         rows += 1;
+        bytes += size;
     }
-    if rows == 0 {
-        return None;
+    flush(&mut params, &mut rows, &mut bytes, &mut statements);
+    statements
+}
+
+impl super::Store {
+    /// Records how a job's file was verified (`md5` or `unverified`, see
+    /// `wecom::media::verify::Verification`), while `claim_token` still holds it.
+    pub async fn set_media_verification(&self, id: u64, claim_token: u64, how: &str) -> Result<bool, StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE media_jobs SET verification = ? WHERE id = ? AND claim_token = ?",
+            (how, id, claim_token),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
     }
-    let row = format!("({})", ["?"; WIDTH].join(","));
-    let sql = format!(
-        "INSERT INTO media_jobs ({COLUMNS}) VALUES {} ON DUPLICATE KEY UPDATE id = id",
-        vec![row.as_str(); rows].join(",")
-    );
-    Some(TxStatement { sql, params })
 }

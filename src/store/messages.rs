@@ -32,6 +32,9 @@ pub enum DecryptStatus {
     BadMessage,
     /// The SDK's DecryptData failed with a code (see `decrypt_code`).
     SdkError,
+    /// The key info inside `encrypt_key` cannot be parsed completely or
+    /// describes a cut that would abort the SDK: refused, never sent to it.
+    BadKeyInfo,
     /// The envelope item is missing fields (no seq or msgid is impossible: those
     /// are never stored; this covers missing ciphertext fields).
     Incomplete,
@@ -48,6 +51,7 @@ impl DecryptStatus {
             DecryptStatus::WrongKey => "wrong_key",
             DecryptStatus::BadMessage => "bad_message",
             DecryptStatus::SdkError => "sdk_error",
+            DecryptStatus::BadKeyInfo => "bad_key_info",
             DecryptStatus::Incomplete => "incomplete",
         }
     }
@@ -58,7 +62,7 @@ impl DecryptStatus {
     }
 
     /// All statuses.
-    pub const ALL: [DecryptStatus; 8] = [
+    pub const ALL: [DecryptStatus; 9] = [
         DecryptStatus::Ok,
         DecryptStatus::Unparsed,
         DecryptStatus::NoKey,
@@ -67,6 +71,7 @@ impl DecryptStatus {
         DecryptStatus::BadMessage,
         DecryptStatus::SdkError,
         DecryptStatus::Incomplete,
+        DecryptStatus::BadKeyInfo,
     ];
 
     /// Statuses that `redecrypt` retries.
@@ -133,8 +138,44 @@ pub struct TableCache(Arc<Mutex<HashSet<CorpId>>>);
 
 /// Column list of our inserts, in order.
 const INSERT_COLUMNS: &str = "msgid, publickey_ver, seq, action, msgfrom, tolist, msgtype, msgtime, text, sdkfield, \
-     msgdata, status, roomid, decrypt_status, decrypt_code, encrypt_random_key, encrypt_chat_msg";
-const INSERT_WIDTH: usize = 17;
+     msgdata, status, roomid, decrypt_status, decrypt_code, encrypt_random_key, encrypt_chat_msg, msgdata_parts";
+const INSERT_WIDTH: usize = 18;
+
+/// Longest msgid the tables hold (characters). Longer ones cannot be stored
+/// without losing uniqueness and go to the quarantine.
+pub const MSGID_WIDTH: usize = 512;
+/// Width of `msgfrom` and `roomid` (characters); longer values are cut, the
+/// full value stays in `msgdata`.
+const PARTY_WIDTH: usize = 512;
+/// Width of `action` and `msgtype` (characters).
+const KIND_WIDTH: usize = 64;
+/// Longest `text`/`tolist` kept in their MEDIUMTEXT columns (bytes).
+const MAX_TEXT_BYTES: usize = 4 << 20;
+/// Longest `sdkfield` (its TEXT column, bytes).
+const MAX_SDKFIELD_BYTES: usize = 65_535;
+/// Plaintexts above this are stored in `message_parts` rows instead of
+/// `msgdata`, so no row comes near `max_allowed_packet` (16 MiB by default).
+pub const MAX_INLINE_MSGDATA: usize = 8 << 20;
+
+/// `s` cut to at most `max` characters.
+fn cut_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut at = max;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    &s[..at]
+}
 
 /// Keeps one INSERT statement well under the server's `max_allowed_packet`
 /// (16 MiB by default): plaintexts can be ~100 KiB each.
@@ -144,11 +185,11 @@ fn table_ddl(table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
             id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-            msgid VARCHAR(191) NOT NULL,
+            msgid VARCHAR(512) NOT NULL,
             publickey_ver INT UNSIGNED NOT NULL DEFAULT 0,
             seq BIGINT UNSIGNED NOT NULL DEFAULT 0,
-            action VARCHAR(16) NOT NULL DEFAULT '',
-            msgfrom VARCHAR(191) NOT NULL DEFAULT '',
+            action VARCHAR(64) NOT NULL DEFAULT '',
+            msgfrom VARCHAR(512) NOT NULL DEFAULT '',
             tolist MEDIUMTEXT NULL,
             msgtype VARCHAR(64) NOT NULL DEFAULT '',
             msgtime BIGINT NOT NULL DEFAULT 0,
@@ -158,7 +199,7 @@ fn table_ddl(table: &str) -> String {
             status TINYINT NOT NULL DEFAULT 0,
             media_code INT NOT NULL DEFAULT 0,
             media_path VARCHAR(1024) NOT NULL DEFAULT '',
-            roomid VARCHAR(191) NOT NULL DEFAULT '',
+            roomid VARCHAR(512) NOT NULL DEFAULT '',
             created DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
             UNIQUE KEY uk_msgid (msgid)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
@@ -173,6 +214,7 @@ fn table_upgrades(table: &str) -> Vec<String> {
         "ADD COLUMN IF NOT EXISTS decrypt_code INT NOT NULL DEFAULT 0",
         "ADD COLUMN IF NOT EXISTS encrypt_random_key TEXT NULL",
         "ADD COLUMN IF NOT EXISTS encrypt_chat_msg LONGTEXT NULL",
+        "ADD COLUMN IF NOT EXISTS msgdata_parts INT UNSIGNED NOT NULL DEFAULT 0",
         "ADD INDEX IF NOT EXISTS idx_seq (seq)",
         "ADD INDEX IF NOT EXISTS idx_msgtime (msgtime)",
         "ADD INDEX IF NOT EXISTS idx_room_time (roomid, msgtime)",
@@ -182,6 +224,68 @@ fn table_upgrades(table: &str) -> Vec<String> {
     .iter()
     .map(|clause| format!("ALTER TABLE {table} {clause}"))
     .collect()
+}
+
+/// The column definitions a message table must have at least: tables created
+/// by the seed tool (or by earlier versions) have 191-character ids, a
+/// 16-character action, utf8mb3 text or a TEXT msgdata, and records a platform
+/// sends do not fit them (issue #9). Only columns that differ are modified, so
+/// this is a no-op on every start after the first.
+const WIDE_COLUMNS: [(&str, &str, u64, &str); 9] = [
+    ("msgid", "varchar", 512, "VARCHAR(512) NOT NULL"),
+    ("msgfrom", "varchar", 512, "VARCHAR(512) NOT NULL DEFAULT ''"),
+    ("roomid", "varchar", 512, "VARCHAR(512) NOT NULL DEFAULT ''"),
+    ("action", "varchar", 64, "VARCHAR(64) NOT NULL DEFAULT ''"),
+    ("msgtype", "varchar", 64, "VARCHAR(64) NOT NULL DEFAULT ''"),
+    ("tolist", "mediumtext", 0, "MEDIUMTEXT NULL"),
+    ("text", "mediumtext", 0, "MEDIUMTEXT NULL"),
+    ("sdkfield", "text", 0, "TEXT NULL"),
+    ("msgdata", "longblob", 0, "LONGBLOB NULL"),
+];
+
+async fn widen_columns(conn: &mut mysql_async::Conn, table: &str) -> Result<(), StoreError> {
+    let cols: Vec<(String, String, Option<u64>, Option<String>)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+            (table,),
+        )
+        .await?;
+    let rank = |t: &str| match t {
+        "varchar" | "tinytext" | "tinyblob" => 0,
+        "text" | "blob" => 1,
+        "mediumtext" | "mediumblob" => 2,
+        _ => 3,
+    };
+    let mut clauses = Vec::new();
+    for (name, want_type, want_len, def) in WIDE_COLUMNS {
+        let Some((_, ty, len, charset)) = cols.iter().find(|c| c.0.eq_ignore_ascii_case(name)) else { continue };
+        let ty = ty.to_ascii_lowercase();
+        let narrow = if want_type == "varchar" {
+            ty == "varchar" && len.unwrap_or(0) < want_len
+        } else if want_type == "longblob" {
+            ty != "longblob"
+        } else {
+            rank(&ty) < rank(want_type)
+        };
+        let mb3 = want_type != "longblob" && charset.as_deref().is_some_and(|c| c != "utf8mb4");
+        if narrow || mb3 {
+            let def = if want_type == "longblob" { def.to_owned() } else { format!("{def} CHARACTER SET utf8mb4") };
+            // `CHARACTER SET` belongs right after the type.
+            let def = match def.split_once(' ') {
+                Some((ty, rest)) if want_type != "longblob" => {
+                    format!("{ty} CHARACTER SET utf8mb4 {}", rest.trim_end_matches(" CHARACTER SET utf8mb4"))
+                }
+                _ => def,
+            };
+            clauses.push(format!("MODIFY COLUMN {name} {def}"));
+        }
+    }
+    if !clauses.is_empty() {
+        tracing::info!(table, changes = clauses.len(), "widening message table columns");
+        conn.query_drop(format!("ALTER TABLE {table} {}", clauses.join(", "))).await?;
+    }
+    Ok(())
 }
 
 /// The result of committing one batch.
@@ -205,6 +309,7 @@ impl Store {
         for stmt in table_upgrades(&table) {
             conn.query_drop(stmt).await?;
         }
+        widen_columns(&mut conn, &table).await?;
         self.table_cache().0.lock().unwrap().insert(corpid.clone());
         Ok(())
     }
@@ -242,10 +347,7 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::FenceLost { corpid: corpid.to_string(), mine: fence, current });
         }
-        let mut inserted = 0;
-        for chunk in chunk_by_size(records) {
-            inserted += insert_chunk(&mut tx, &table, chunk).await?;
-        }
+        let inserted = insert_records(&mut tx, corpid, &table, records).await?;
         run_statements(&mut tx, extra).await?;
         tx.exec_drop(
             "UPDATE corp_state SET seq = GREATEST(seq, ?), stored_total = stored_total + ?,
@@ -432,10 +534,58 @@ fn chunk_by_size(records: &[NewMessage]) -> Vec<&[NewMessage]> {
     chunks
 }
 
+/// Inserts records (idempotent on msgid): normal ones in size-capped
+/// multi-row INSERTs, plaintexts above [`MAX_INLINE_MSGDATA`] one by one with
+/// their bytes in `message_parts`.
+async fn insert_records(
+    tx: &mut mysql_async::Transaction<'_>,
+    corpid: &CorpId,
+    table: &str,
+    records: &[NewMessage],
+) -> Result<u64, StoreError> {
+    let is_big = |r: &NewMessage| r.msgdata.as_ref().is_some_and(|d| d.len() > MAX_INLINE_MSGDATA);
+    let small: Vec<NewMessage> = records.iter().filter(|r| !is_big(r)).cloned().collect();
+    let mut inserted = 0;
+    for chunk in chunk_by_size(&small) {
+        inserted += insert_chunk(tx, table, chunk).await?;
+    }
+    for r in records.iter().filter(|r| is_big(r)) {
+        let data = r.msgdata.as_deref().unwrap_or_default();
+        let parts: Vec<&[u8]> = data.chunks(super::quarantine::PART_BYTES).collect();
+        let mut row = r.clone();
+        row.msgdata = None;
+        let n = insert_rows(tx, table, std::slice::from_ref(&row), parts.len() as u64).await?;
+        if n == 1 {
+            let key = super::quarantine::msgid_key(&r.msgid);
+            for (i, part) in parts.iter().enumerate() {
+                tx.exec_drop(
+                    "INSERT INTO message_parts (corpid, msgid_sha256, part, data) VALUES (?, ?, ?, ?)
+                     ON DUPLICATE KEY UPDATE data = VALUES(data)",
+                    (corpid.as_str(), &key, i as u64, *part),
+                )
+                .await?;
+            }
+        }
+        inserted += n;
+    }
+    Ok(inserted)
+}
+
 async fn insert_chunk(
     tx: &mut mysql_async::Transaction<'_>,
     table: &str,
     chunk: &[NewMessage],
+) -> Result<u64, StoreError> {
+    insert_rows(tx, table, chunk, 0).await
+}
+
+/// One multi-row INSERT. Column values are cut to their columns' widths (the
+/// exact record is in `msgdata`); the msgid never is, since it is the key.
+async fn insert_rows(
+    tx: &mut mysql_async::Transaction<'_>,
+    table: &str,
+    chunk: &[NewMessage],
+    msgdata_parts: u64,
 ) -> Result<u64, StoreError> {
     let row = format!("({})", vec!["?"; INSERT_WIDTH].join(","));
     let sql = format!(
@@ -448,25 +598,72 @@ async fn insert_chunk(
             r.msgid.clone().into(),
             r.publickey_ver.into(),
             r.seq.into(),
-            r.action.clone().into(),
-            r.msgfrom.clone().into(),
-            r.tolist.clone().into(),
-            r.msgtype.clone().into(),
+            cut_chars(&r.action, KIND_WIDTH).into(),
+            cut_chars(&r.msgfrom, PARTY_WIDTH).into(),
+            cut_bytes(&r.tolist, MAX_TEXT_BYTES).into(),
+            cut_chars(&r.msgtype, KIND_WIDTH).into(),
             r.msgtime.into(),
-            r.text.clone().into(),
-            r.sdkfield.clone().into(),
+            cut_bytes(&r.text, MAX_TEXT_BYTES).into(),
+            cut_bytes(&r.sdkfield, MAX_SDKFIELD_BYTES).into(),
             r.msgdata.clone().into(),
             r.status.into(),
-            r.roomid.clone().into(),
+            cut_chars(&r.roomid, PARTY_WIDTH).into(),
             r.decrypt_status.as_str().into(),
             r.decrypt_code.into(),
             r.encrypt_random_key.clone().into(),
             r.encrypt_chat_msg.clone().into(),
+            msgdata_parts.into(),
         ]);
     }
     tx.exec_drop(sql, params).await?;
     // With ON DUPLICATE KEY UPDATE to the same value, an existing row counts 0.
     Ok(tx.affected_rows())
+}
+
+impl Store {
+    /// Stores records outside the pull: no fence, no cursor (replaying the
+    /// quarantine; inserts are idempotent on msgid, so this is safe next to a
+    /// running worker). `extra` runs in the same transaction.
+    pub async fn insert_messages(
+        &self,
+        corpid: &CorpId,
+        records: &[NewMessage],
+        extra: &[TxStatement],
+    ) -> Result<u64, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let table = corpid.message_table();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let inserted = insert_records(&mut tx, corpid, &table, records).await?;
+        run_statements(&mut tx, extra).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// The exact plaintext of a stored record (from `msgdata`, or from its
+    /// parts when it was too big for one row); None when there is no such
+    /// record, or it has no plaintext.
+    pub async fn message_bytes(&self, corpid: &CorpId, msgid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let mut conn = self.conn().await?;
+        let row: Option<(Option<Vec<u8>>, u64)> = conn
+            .exec_first(
+                format!("SELECT msgdata, msgdata_parts FROM {} WHERE msgid = ?", corpid.message_table()),
+                (msgid,),
+            )
+            .await?;
+        let Some((inline, parts)) = row else { return Ok(None) };
+        if parts == 0 {
+            return Ok(inline);
+        }
+        let chunks: Vec<Vec<u8>> = conn
+            .exec(
+                "SELECT data FROM message_parts WHERE corpid = ? AND msgid_sha256 = ? ORDER BY part",
+                (corpid.as_str(), super::quarantine::msgid_key(msgid)),
+            )
+            .await?;
+        Ok(Some(chunks.concat()))
+    }
 }
 
 #[cfg(test)]

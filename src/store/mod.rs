@@ -12,6 +12,7 @@ pub mod messages;
 pub mod migrate;
 pub mod primary_keys;
 pub mod retry;
+pub mod quarantine;
 pub mod state;
 
 pub use ident::{CorpId, InvalidCorpId};

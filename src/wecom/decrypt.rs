@@ -8,7 +8,7 @@ use super::envelope::ChatItem;
 use super::keys::{KeyRing, UnwrapError};
 use super::media_refs::{MediaRef, media_refs};
 use super::message::{fields, parse_lenient};
-use super::sdk::{Library, SdkError};
+use super::sdk::{Library, Refusal, SdkError};
 use crate::store::messages::{DecryptStatus, NewMessage};
 
 /// A record ready to store, with the media it references.
@@ -72,6 +72,9 @@ pub fn decrypt_record(lib: &'static Library, ring: &KeyRing, e: &Encrypted<'_>) 
     };
     let plain = match lib.decrypt(&encrypt_key, e.encrypt_chat_msg) {
         Ok(p) => p,
+        Err(SdkError::Refused {
+            reason: Refusal::KeyInfoUnparsable { .. } | Refusal::KeyInfoDoesNotFit { .. }, ..
+        }) => return undecrypted(e, DecryptStatus::BadKeyInfo, 0),
         Err(SdkError::Refused { .. }) => return undecrypted(e, DecryptStatus::BadMessage, 0),
         Err(err) => return undecrypted(e, DecryptStatus::SdkError, err.raw_code()),
     };
@@ -81,12 +84,12 @@ pub fn decrypt_record(lib: &'static Library, ring: &KeyRing, e: &Encrypted<'_>) 
 /// Builds the stored record from a plaintext.
 fn from_plaintext(e: &Encrypted<'_>, plain: Vec<u8>) -> Decrypted {
     let Some(json) = parse_lenient(&plain) else {
+        // Not JSON even leniently: the exact bytes, a lossy preview, and the
+        // ciphertext too, since only `ok` records may drop it (issue #9).
         let text = String::from_utf8_lossy(&plain).chars().take(4000).collect();
         let mut d = undecrypted(e, DecryptStatus::Unparsed, 0);
         d.message.text = text;
         d.message.msgdata = Some(plain);
-        d.message.encrypt_random_key = None;
-        d.message.encrypt_chat_msg = None;
         return d;
     };
     let f = fields(&json);

@@ -60,11 +60,84 @@ fn has_control_in_string(raw: &[u8]) -> bool {
 }
 
 /// Parses a plaintext leniently; `None` when it is not a JSON object even so.
+///
+/// Strict first; then, for plaintexts a strict parser refuses although they
+/// are JSON in every other way (issue #9), a lossy copy: invalid UTF-8 becomes
+/// U+FFFD, and so do `\uD800`–`\uDFFF` escapes that are not a proper pair.
+/// Only the columns are read from that copy; `msgdata` keeps the exact bytes.
 pub fn parse_lenient(raw: &[u8]) -> Option<Value> {
     let fixed = escape_controls_in_strings(raw);
     match serde_json::from_slice::<Value>(&fixed) {
+        Ok(v @ Value::Object(_)) => return Some(v),
+        Ok(_) => return None,
+        Err(_) => {}
+    }
+    let lossy = String::from_utf8_lossy(&fixed);
+    let repaired = replace_lone_surrogates(&lossy);
+    match serde_json::from_str::<Value>(&repaired) {
         Ok(v @ Value::Object(_)) => Some(v),
         _ => None,
+    }
+}
+
+/// Replaces `\uXXXX` escapes of UTF-16 surrogates that do not form a
+/// high-low pair with `\ufffd` (serde_json, rightly, refuses them), leaving
+/// everything else, escaped backslashes included, as it is.
+pub fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unit_at(b: &[u8], i: usize) -> Option<u16> {
+        if b.get(i) != Some(&b'\\') || !matches!(b.get(i + 1), Some(b'u')) {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let b = text.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut i, mut copied) = (0, 0);
+    let (mut in_string, mut escaped) = (false, false);
+    while i < b.len() {
+        let c = b[i];
+        if !in_string {
+            in_string = c == b'"';
+            i += 1;
+            continue;
+        }
+        if escaped {
+            escaped = false;
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_string = false,
+            b'\\' => {
+                if let Some(u) = unit_at(b, i) {
+                    let paired = (0xD800..0xDC00).contains(&u)
+                        && unit_at(b, i + 6).is_some_and(|l| (0xDC00..0xE000).contains(&l));
+                    if paired {
+                        i += 12;
+                        continue;
+                    }
+                    if (0xD800..0xE000).contains(&u) {
+                        let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                        o.push_str(&text[copied..i]);
+                        o.push_str("\\ufffd");
+                        i += 6;
+                        copied = i;
+                        continue;
+                    }
+                }
+                escaped = true;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    match out {
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+        None => std::borrow::Cow::Borrowed(text),
     }
 }
 
@@ -277,6 +350,20 @@ mod tests {
         assert_eq!(parse_lenient(raw).unwrap()["a"], "x\"\u{2}");
         assert_eq!(parse_lenient(b"[1,2]"), None);
         assert_eq!(parse_lenient(b"{not json"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_and_lone_surrogates_still_parse() {
+        let raw = b"{\"msgtype\":\"text\",\"from\":\"a\xffb\",\"text\":{\"content\":\"x\\ud83dy\"}}";
+        let v = parse_lenient(raw).expect("lossy parse");
+        assert_eq!(v["from"], "a\u{fffd}b");
+        assert_eq!(v["text"]["content"], "x\u{fffd}y");
+        // A proper pair and an escaped backslash stay as they are.
+        let t = r#"{"a":"\ud83d\ude00","b":"\\ud83d","c":"\udc00"}"#;
+        assert_eq!(replace_lone_surrogates(t), r#"{"a":"\ud83d\ude00","b":"\\ud83d","c":"\ufffd"}"#);
+        let v = parse_lenient(t.as_bytes()).unwrap();
+        assert_eq!(v["a"], "\u{1f600}");
+        assert_eq!(v["b"], "\\ud83d");
     }
 
     #[test]

@@ -25,8 +25,56 @@ pub(crate) const SECOND_VERSION: u32 = 2;
 pub(crate) const WITHHELD_VERSION: u32 = 3;
 
 /// Record fault kinds in the order they are rolled.
-const RECORD_FAULTS: [RecordFault; 4] =
-    [RecordFault::ShortMsg, RecordFault::BadBase64, RecordFault::UnknownVer, RecordFault::WrongKey];
+pub(crate) const RECORD_FAULTS: [RecordFault; 10] = [
+    RecordFault::ShortMsg,
+    RecordFault::BadBase64,
+    RecordFault::UnknownVer,
+    RecordFault::WrongKey,
+    RecordFault::GroupKeyInfo,
+    RecordFault::LongMsgid,
+    RecordFault::InvalidUtf8,
+    RecordFault::LoneSurrogate,
+    RecordFault::HugeRecord,
+    RecordFault::ForgedSeq,
+];
+
+/// Bytes of padding in a [`RecordFault::HugeRecord`] plaintext.
+pub(crate) const HUGE_RECORD_PAD: usize = 20_000_000;
+
+/// Reshapes a generated plaintext for the plaintext-level hostile faults: a field is added
+/// before the closing brace, or the msgid replaced. Returns the new plaintext and msgid.
+fn hostile_plaintext(fault: Option<RecordFault>, plain: Vec<u8>, msgid: String) -> (Vec<u8>, String) {
+    let extra: Vec<u8> = match fault {
+        Some(RecordFault::InvalidUtf8) => b",\"x_note\":\"bad \xff\xfe bytes\"".to_vec(),
+        Some(RecordFault::LoneSurrogate) => b",\"x_note\":\"half \\ud83d a pair\"".to_vec(),
+        Some(RecordFault::HugeRecord) => {
+            let mut e = b",\"x_pad\":\"".to_vec();
+            e.extend(std::iter::repeat_n(b'a', HUGE_RECORD_PAD));
+            e.push(b'"');
+            e
+        }
+        Some(RecordFault::LongMsgid) => {
+            let mut long = msgid.clone();
+            long.push('_');
+            while long.len() < 400 {
+                long.push('L');
+            }
+            let from = format!("\"msgid\":\"{msgid}\"");
+            let to = format!("\"msgid\":\"{long}\"");
+            let text = String::from_utf8(plain).expect("generated plaintexts are UTF-8");
+            return (text.replacen(&from, &to, 1).into_bytes(), long);
+        }
+        _ => return (plain, msgid),
+    };
+    let mut plain = plain;
+    match plain.iter().rposition(|&b| b == b'}') {
+        Some(end) => {
+            plain.splice(end..end, extra);
+        }
+        None => plain.extend(extra),
+    }
+    (plain, msgid)
+}
 
 /// The length of the block at the start of each corpus in which every kind appears once.
 const COVERAGE: usize = MsgKind::ALL.len();
@@ -41,8 +89,8 @@ pub(crate) struct CorpSpec {
     pub initial: usize,
     /// First record index served with [`SECOND_VERSION`].
     pub rotate_at: Option<usize>,
-    /// Rates of the four record faults, in [`RECORD_FAULTS`] order.
-    pub fault_rates: [f64; 4],
+    /// Rates of the record faults, in [`RECORD_FAULTS`] order.
+    pub fault_rates: [f64; RECORD_FAULTS.len()],
     /// Size of the one big video (corp 0 only).
     pub big_video: Option<u64>,
     /// Put vote fields under a `vote` object instead of top level (FORMAT.md §4: sources disagree).
@@ -211,6 +259,7 @@ impl Generator {
         };
         let (json, msgid, action) = b.message(kind, index);
         let media = std::mem::take(&mut b.media);
+        let (plaintext, msgid) = hostile_plaintext(fault, json.to_bytes(), msgid);
         self.recent.push_back(msgid.clone());
         if self.recent.len() > 200 {
             self.recent.pop_front();
@@ -222,7 +271,7 @@ impl Generator {
             kind,
             action,
             msgtime,
-            plaintext: json.to_bytes(),
+            plaintext,
             fault,
             media,
             served: OnceLock::new(),

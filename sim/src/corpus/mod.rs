@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use kinds::MsgKind;
 
-pub(crate) use generate::{CorpSpec, FIRST_VERSION, Generator, SECOND_VERSION, WITHHELD_VERSION};
+pub(crate) use generate::{CorpSpec, FIRST_VERSION, Generator, RECORD_FAULTS, SECOND_VERSION, WITHHELD_VERSION};
 
 use crate::media::{MediaBlob, MediaFormat};
 
@@ -36,6 +36,55 @@ pub enum RecordFault {
     /// `encrypt_random_key` was encrypted to an RSA key nobody has; `publickey_ver` is the
     /// normal one. Never decryptable.
     WrongKey,
+    /// The key info inside `encrypt_key` asks for an `s_len` cut that overruns the message,
+    /// followed by an empty protobuf group (`0x2b 0x2c`): the real `DecryptData` aborts on it
+    /// (issue #9). Never decryptable; an archiver must refuse it before the SDK.
+    GroupKeyInfo,
+    /// A 400-character msgid (in the envelope and the plaintext). Decrypts normally.
+    LongMsgid,
+    /// The plaintext holds bytes that are not UTF-8 (`\xff\xfe` inside a string). Decrypts
+    /// (rc 0) to exactly those bytes.
+    InvalidUtf8,
+    /// The plaintext holds a lone surrogate escape (`"\ud83d"`), which strict JSON parsers
+    /// refuse. Decrypts normally.
+    LoneSurrogate,
+    /// A 20 MB text record (a 20,000,000-byte `x_pad` string field). Decrypts normally.
+    HugeRecord,
+    /// Served with `seq = 2^64-1` although it sits in the middle of the archive (its real
+    /// position is [`Record::seq`]); decrypts normally. A client that moves its cursor to it
+    /// never sees the records after it.
+    ForgedSeq,
+}
+
+impl RecordFault {
+    /// The fault kind that turns it on in a spec string.
+    pub fn kind(self) -> crate::FaultKind {
+        use crate::FaultKind as K;
+        match self {
+            RecordFault::ShortMsg => K::ShortMsg,
+            RecordFault::BadBase64 => K::BadBase64,
+            RecordFault::UnknownVer => K::UnknownVer,
+            RecordFault::WrongKey => K::WrongKey,
+            RecordFault::GroupKeyInfo => K::GroupKeyInfo,
+            RecordFault::LongMsgid => K::LongMsgid,
+            RecordFault::InvalidUtf8 => K::InvalidUtf8,
+            RecordFault::LoneSurrogate => K::LoneSurrogate,
+            RecordFault::HugeRecord => K::HugeRecord,
+            RecordFault::ForgedSeq => K::ForgedSeq,
+        }
+    }
+
+    /// Whether the record cannot be decrypted with the manifest's keys.
+    pub fn undecryptable(self) -> bool {
+        matches!(
+            self,
+            RecordFault::ShortMsg
+                | RecordFault::BadBase64
+                | RecordFault::UnknownVer
+                | RecordFault::WrongKey
+                | RecordFault::GroupKeyInfo
+        )
+    }
 }
 
 /// Where a media reference sits inside its message.
@@ -190,7 +239,7 @@ mod tests {
             epoch_ms: 1_741_564_800_000,
             initial,
             rotate_at: Some(initial / 2),
-            fault_rates: [0.01, 0.01, 0.01, 0.01],
+            fault_rates: [0.01, 0.01, 0.01, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
             big_video: None,
             vote_nested: false,
             chatrecord_ms: false,

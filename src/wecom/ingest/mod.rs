@@ -16,7 +16,9 @@ mod backoff;
 mod pool;
 pub mod puller;
 pub mod redecrypt;
+pub mod replay;
 pub mod runner;
+pub mod seqs;
 mod stats;
 
 pub use backoff::{Backoff, Pacer};
@@ -36,7 +38,9 @@ use crate::store::corps::CorpRow;
 use crate::store::media_jobs::enqueue_statement;
 use crate::store::messages::NewMessage;
 use crate::store::{CorpId, Store, StoreError};
+use crate::store::messages::{Committed, MSGID_WIDTH};
 use crate::wecom::decrypt::Decrypted;
+use crate::wecom::envelope::ChatItem;
 use crate::wecom::keys::KeyRing;
 use crate::wecom::sdk::{Library, NetOptions};
 
@@ -171,6 +175,8 @@ pub struct PullReport {
     pub cursor: u64,
     /// Failed calls along the way.
     pub failures: u64,
+    /// Records that could not be stored and were quarantined (issue #9).
+    pub quarantined: u64,
 }
 
 /// Options of one corp run.
@@ -253,7 +259,7 @@ pub async fn pull_corp(
 
     // Decrypt stage: overlaps with the writer committing the previous batch.
     enum Staged {
-        Batch { records: Vec<Decrypted>, last_seq: u64 },
+        Batch { records: Vec<Decrypted>, items: Vec<ChatItem>, last_seq: u64, anomalies: Vec<String> },
         CaughtUp,
         Failed { code: i64, error: String },
         GaveUp,
@@ -264,10 +270,10 @@ pub async fn pull_corp(
         tokio::spawn(async move {
             while let Some(ev) = pull_rx.recv().await {
                 let staged = match ev {
-                    PullEvent::Batch { items, last_seq, latency } => {
+                    PullEvent::Batch { items, last_seq, anomalies, latency } => {
                         ctx.stats.record_fetch(corp.as_str(), items.len(), latency);
-                        let records = ctx.pool.decrypt(ctx.lib, keys.clone(), items).await;
-                        Staged::Batch { records, last_seq }
+                        let (records, items) = ctx.pool.decrypt_keeping_items(ctx.lib, keys.clone(), items).await;
+                        Staged::Batch { records, items, last_seq, anomalies }
                     }
                     PullEvent::CaughtUp => Staged::CaughtUp,
                     PullEvent::Failed { code, error, failures } => {
@@ -293,13 +299,16 @@ pub async fn pull_corp(
     let mut outcome = Ok(());
     while let Some(staged) = dec_rx.recv().await {
         match staged {
-            Staged::Batch { records, last_seq } => {
+            Staged::Batch { records, items, last_seq, anomalies } => {
                 report.fetched += records.len() as u64;
-                match commit_with_retry(ctx, &corp, fence, &records, last_seq, &opts, &cancel).await {
-                    Ok(Some(c)) => {
+                match commit_with_retry(ctx, &corp, fence, &records, &items, last_seq, &opts, &cancel).await {
+                    Ok(Some((c, quarantined))) => {
                         report.stored += c.inserted;
                         report.cursor = c.cursor;
+                        report.quarantined += quarantined.len() as u64;
                         *last_success.lock().unwrap() = Instant::now();
+                        let lines: Vec<String> = anomalies.into_iter().chain(quarantined).collect();
+                        raise_alarm(ctx, &corp, &lines).await;
                     }
                     Ok(None) => break, // cancelled while the database was down: nothing committed
                     Err(e) => {
@@ -340,53 +349,196 @@ pub async fn pull_corp(
     outcome.map(|()| report)
 }
 
-async fn commit_with_retry(
+/// How one commit attempt series ended.
+enum Attempt {
+    Done(Committed),
+    Cancelled,
+    /// A failure that retrying did not fix.
+    Deterministic(StoreError),
+}
+
+/// Commits `records` (indices into the batch), retrying while the database is
+/// unreachable and up to `attempts` times for any other error.
+#[allow(clippy::too_many_arguments)]
+async fn commit_attempts(
     ctx: &IngestContext,
     corp: &CorpId,
     fence: u64,
-    records: &[Decrypted],
+    records: &[&Decrypted],
     last_seq: u64,
+    attempts: u32,
     opts: &RunOptions,
     cancel: &CancellationToken,
-) -> Result<Option<crate::store::messages::Committed>, IngestError> {
+) -> Result<Attempt, IngestError> {
     let rows: Vec<NewMessage> = records.iter().map(|d| d.message.clone()).collect();
-    let media = enqueue_statement(
+    let extra = enqueue_statement(
         corp,
         records
             .iter()
             .flat_map(|d| d.media.iter().map(move |m| (d.message.msgid.as_str(), d.message.msgtime, m))),
     );
-    let extra: Vec<_> = media.into_iter().collect();
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap.min(Duration::from_secs(10)));
+    let mut failed = 0;
     loop {
         match ctx.store.commit_batch(corp, fence, &rows, last_seq, &extra).await {
-            Ok(c) => {
-                ctx.stats.record_commit(
-                    corp.as_str(),
-                    c.inserted,
-                    c.cursor,
-                    rows.iter().map(|r| r.decrypt_status.as_str()),
-                );
-                tracing::debug!(corp = %corp, inserted = c.inserted, cursor = c.cursor, "batch committed");
-                return Ok(Some(c));
-            }
+            Ok(c) => return Ok(Attempt::Done(c)),
             Err(e @ StoreError::FenceLost { .. }) => {
                 return Err(IngestError::LostOwnership { corpid: corp.to_string(), source: e });
             }
             Err(e) => {
+                // A statement over max_allowed_packet makes the server drop the
+                // connection: a "connection" error caused by the batch itself.
+                // When the database answers a ping, it is not down.
+                if !e.is_connection() || (backoff.failures() >= 2 && ctx.store.ping().await) {
+                    failed += 1;
+                    if failed >= attempts {
+                        return Ok(Attempt::Deterministic(e));
+                    }
+                }
                 let delay = backoff.next_delay();
                 // A database that is down or restarting: wait and retry the same
                 // batch; the cursor has not moved, so nothing is lost either way.
                 tracing::warn!(corp = %corp, failures = backoff.failures(), "storing a batch failed, retrying in {delay:?}: {e}");
-                if !e.is_connection() && backoff.failures() > 20 {
-                    return Err(IngestError::Store { corpid: corp.to_string(), source: e });
-                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return Ok(None),
+                    _ = cancel.cancelled() => return Ok(Attempt::Cancelled),
                 }
             }
         }
+    }
+}
+
+/// Commits a batch; a failure that retrying does not fix is isolated instead
+/// of retried forever (issue #9): the batch is bisected, every part that
+/// commits is stored, each record that still fails alone is quarantined
+/// verbatim with its error, and only then does the cursor move on. Returns the
+/// commit and one line per quarantined record.
+#[allow(clippy::too_many_arguments)]
+async fn commit_with_retry(
+    ctx: &IngestContext,
+    corp: &CorpId,
+    fence: u64,
+    records: &[Decrypted],
+    items: &[ChatItem],
+    last_seq: u64,
+    opts: &RunOptions,
+    cancel: &CancellationToken,
+) -> Result<Option<(Committed, Vec<String>)>, IngestError> {
+    let mut quarantine: Vec<(usize, String)> = Vec::new();
+    let mut rest = Vec::with_capacity(records.len());
+    for (i, d) in records.iter().enumerate() {
+        let n = d.message.msgid.chars().count();
+        if n > MSGID_WIDTH {
+            quarantine.push((i, format!("msgid is {n} characters long; the archive holds at most {MSGID_WIDTH}")));
+        } else {
+            rest.push(i);
+        }
+    }
+    let subset = |idx: &[usize]| idx.iter().map(|&i| &records[i]).collect::<Vec<_>>();
+    let mut inserted = 0;
+    let mut committed = None;
+    if quarantine.is_empty() {
+        match commit_attempts(ctx, corp, fence, &subset(&rest), last_seq, 3, opts, cancel).await? {
+            Attempt::Done(c) => committed = Some(c),
+            Attempt::Cancelled => return Ok(None),
+            Attempt::Deterministic(e) => {
+                tracing::error!(corp = %corp, records = rest.len(), "a batch keeps failing to commit; isolating the records that cause it: {e}");
+            }
+        }
+    }
+    if committed.is_none() {
+        // Bisect: every part is committed without moving the cursor.
+        let mut stack = vec![rest];
+        while let Some(idx) = stack.pop() {
+            if idx.is_empty() {
+                continue;
+            }
+            match commit_attempts(ctx, corp, fence, &subset(&idx), 0, 1, opts, cancel).await? {
+                Attempt::Done(c) => inserted += c.inserted,
+                Attempt::Cancelled => return Ok(None),
+                Attempt::Deterministic(e) if idx.len() == 1 => quarantine.push((idx[0], e.to_string())),
+                Attempt::Deterministic(_) => {
+                    let (a, b) = idx.split_at(idx.len() / 2);
+                    stack.push(b.to_vec());
+                    stack.push(a.to_vec());
+                }
+            }
+        }
+        let mut lines = Vec::with_capacity(quarantine.len());
+        for (i, error) in &quarantine {
+            let (d, item) = (&records[*i], &items[*i]);
+            let raw = item.raw.to_string();
+            let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap.min(Duration::from_secs(10)));
+            loop {
+                match ctx.store.quarantine_put(corp, &d.message.msgid, d.message.seq, raw.as_bytes(), error).await {
+                    Ok(id) => {
+                        lines.push(format!(
+                            "record quarantined (id {id}, seq {}, msgid {}): {error}",
+                            d.message.seq,
+                            d.message.msgid.chars().take(200).collect::<String>()
+                        ));
+                        break;
+                    }
+                    // The cursor must not pass a record that is neither stored
+                    // nor quarantined: give up the run, the batch comes again.
+                    Err(e) if !e.is_connection() && backoff.failures() >= 3 => {
+                        return Err(IngestError::Store { corpid: corp.to_string(), source: e });
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(corp = %corp, "quarantining a record failed, retrying in {delay:?}: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = cancel.cancelled() => return Ok(None),
+                        }
+                    }
+                }
+            }
+        }
+        // Everything is stored or quarantined: move the cursor past the batch.
+        match commit_attempts(ctx, corp, fence, &[], last_seq, 3, opts, cancel).await? {
+            Attempt::Done(mut c) => {
+                c.inserted += inserted;
+                committed = Some(c);
+            }
+            Attempt::Cancelled => return Ok(None),
+            Attempt::Deterministic(e) => return Err(IngestError::Store { corpid: corp.to_string(), source: e }),
+        }
+        let c = committed.expect("set above");
+        record_commit(ctx, corp, records, &quarantine, c);
+        return Ok(Some((c, lines)));
+    }
+    let c = committed.expect("checked above");
+    record_commit(ctx, corp, records, &quarantine, c);
+    Ok(Some((c, Vec::new())))
+}
+
+fn record_commit(ctx: &IngestContext, corp: &CorpId, records: &[Decrypted], quarantined: &[(usize, String)], c: Committed) {
+    let skip: std::collections::HashSet<usize> = quarantined.iter().map(|(i, _)| *i).collect();
+    ctx.stats.record_commit(
+        corp.as_str(),
+        c.inserted,
+        c.cursor,
+        records.iter().enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, r)| r.message.decrypt_status.as_str()),
+    );
+    tracing::debug!(corp = %corp, inserted = c.inserted, cursor = c.cursor, "batch committed");
+}
+
+/// Says what needs a human, once per batch: every line in the log, and the
+/// first (with the count) in the corp's alarm, which `status` and /metrics show.
+async fn raise_alarm(ctx: &IngestContext, corp: &CorpId, lines: &[String]) {
+    let Some(first) = lines.first() else { return };
+    for line in lines {
+        tracing::error!(corp = %corp, "ALARM: {line}");
+    }
+    let text = if lines.len() == 1 {
+        first.clone()
+    } else {
+        format!("{} records need attention (see the log and `quarantine list`); first: {first}", lines.len())
+    };
+    let text: String = text.chars().take(1000).collect();
+    if let Err(e) = ctx.store.set_alarm(corp, &text).await {
+        tracing::warn!(corp = %corp, "recording the alarm: {e}");
     }
 }
 

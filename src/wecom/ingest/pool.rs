@@ -35,11 +35,19 @@ impl DecryptPool {
         ring: Arc<KeyRing>,
         items: Vec<ChatItem>,
     ) -> Vec<Decrypted> {
+        self.decrypt_shared(lib, ring, Arc::new(items)).await
+    }
+
+    async fn decrypt_shared(
+        &self,
+        lib: &'static Library,
+        ring: Arc<KeyRing>,
+        items: Arc<Vec<ChatItem>>,
+    ) -> Vec<Decrypted> {
         if items.is_empty() {
             return Vec::new();
         }
         let per = items.len().div_ceil(self.threads).max(16);
-        let items = Arc::new(items);
         let mut tasks = Vec::new();
         for start in (0..items.len()).step_by(per) {
             let end = (start + per).min(items.len());
@@ -55,5 +63,20 @@ impl DecryptPool {
             out.extend(t.await.expect("decrypt task panicked"));
         }
         out
+    }
+
+    /// [`DecryptPool::decrypt`], handing the items back too: the writer keeps
+    /// them to quarantine any record that cannot be stored, verbatim.
+    pub async fn decrypt_keeping_items(
+        &self,
+        lib: &'static Library,
+        ring: Arc<KeyRing>,
+        items: Vec<ChatItem>,
+    ) -> (Vec<Decrypted>, Vec<ChatItem>) {
+        let items = Arc::new(items);
+        let shared = items.clone();
+        let records = self.decrypt_shared(lib, ring, shared).await;
+        let items = Arc::try_unwrap(items).unwrap_or_else(|a| a.as_ref().clone());
+        (records, items)
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, Pacer};
+use super::seqs::{self, SeqPlan};
 use crate::wecom::envelope::{ChatItem, Reply, errcode_is_transient, parse_reply};
 use crate::wecom::sdk::{Library, NetOptions, SdkError};
 
@@ -23,8 +24,11 @@ pub enum PullEvent {
     Batch {
         /// The records.
         items: Vec<ChatItem>,
-        /// Largest seq in the batch (the cursor once it is stored).
+        /// Where the cursor moves once the batch is stored: its largest
+        /// plausible seq ([`super::seqs`]).
         last_seq: u64,
+        /// Items stored but alarmed (implausible or missing seq, no msgid).
+        anomalies: Vec<String>,
         /// How long the GetChatData call took.
         latency: Duration,
     },
@@ -146,19 +150,32 @@ fn run(lib: &'static Library, spec: PullerSpec, cancel: CancellationToken, tx: m
                 }
             }
             Ok(Ok(Reply::Items(items))) => {
-                let last_seq = items.iter().filter_map(|i| i.seq).max().unwrap_or(seq).max(seq);
+                let SeqPlan { last_seq, anomalies } = seqs::plan(seq, &items);
                 let progressed = last_seq > seq;
-                if tx.blocking_send(PullEvent::Batch { items, last_seq, latency }).is_err() {
+                if tx.blocking_send(PullEvent::Batch { items, last_seq, anomalies, latency }).is_err() {
                     return;
                 }
                 seq = last_seq;
+                backoff.reset();
                 if progressed {
-                    backoff.reset();
                     continue;
                 }
-                // Items without any seq: stored (marked incomplete), but the
-                // same call would return them again; wait like a failure.
-                (0, "reply items carry no seq".to_owned())
+                // Nothing in the batch may move the cursor (no seqs, or only
+                // implausible ones): it is stored and alarmed, and the same call
+                // would return it again. Treat it as the end of the data for
+                // now instead of looping on it.
+                if tx.blocking_send(PullEvent::CaughtUp).is_err() {
+                    return;
+                }
+                match spec.mode {
+                    PullMode::UntilCaughtUp { .. } => return,
+                    PullMode::Follow { idle } => {
+                        if !sleep_unless_cancelled(idle, &cancel) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
             Ok(Ok(Reply::ServerError { errcode, errmsg })) => {
                 let kind =

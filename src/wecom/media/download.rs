@@ -9,6 +9,7 @@
 //! never runs on an async worker thread.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -158,14 +159,21 @@ impl PartFile {
         let io_err = |source| PartError::Io { path: path.to_owned(), source };
         if let Some(dir) = path.parent() {
             create_dir_durably(dir).map_err(io_err)?;
+            refuse_symlinked_dirs(dir).map_err(io_err)?;
         }
+        // O_NOFOLLOW: a symlink planted at the .part path (pointing anywhere on
+        // the machine) is refused rather than written through (issue #9).
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(io_err)?;
+        if !file.metadata().map_err(io_err)?.is_file() {
+            return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "part path is not a regular file")));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(PartError::Busy { path: path.to_owned() }),
@@ -253,6 +261,22 @@ impl PartFile {
     pub fn discard(self) -> io::Result<()> {
         std::fs::remove_file(&self.path)
     }
+}
+
+/// Refuses the corp and month directories (the two levels the layout creates
+/// under the media root) when either is a symlink: a link there would send
+/// every file of that corp or month outside the root. The root itself may be
+/// a link, which is the admin's choice.
+fn refuse_symlinked_dirs(dir: &Path) -> io::Result<()> {
+    for d in dir.ancestors().take(2) {
+        if std::fs::symlink_metadata(d)?.file_type().is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symlink; media directories must be real directories", d.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `create_dir_all`, fsyncing the parent of each directory it creates so a new

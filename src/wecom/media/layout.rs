@@ -1,6 +1,6 @@
 //! Where a media file goes under the media root, built only from sanitised parts.
 //!
-//! `<corpid>/<yyyymm>/<msgid>[_<n>].<ext>`: `yyyymm` from `msgtime` (UTC), `_<n>`
+//! `<corpid>/<yyyymm>/<msgid>[~<n>].<ext>`: `yyyymm` from `msgtime` (UTC), `~<n>`
 //! the item index of nested media (mixed, chatrecord), the extension from the media
 //! kind (or the file's own, sanitised). Everything that comes from a message — the
 //! msgid, a file name or extension — passes through [`sanitize_stem`] or
@@ -61,10 +61,14 @@ pub fn sanitize_stem(raw: &str) -> String {
     out
 }
 
-/// The stem of an item's files: the sanitised msgid, plus `_<n>` for nested items.
+/// The stem of an item's files: the sanitised msgid, plus `~<n>` for nested items.
+///
+/// `~` never survives [`sanitize_stem`] except before its 12 hex digits, so
+/// msgid `X` item 1 (`X~1`) can never share a file with msgid `X_1` item 0
+/// (`X_1`), as it did with a `_` separator (issue #9), nor with any other stem.
 pub fn item_stem(msgid: &str, item_index: u32) -> String {
     let stem = sanitize_stem(msgid);
-    if item_index == 0 { stem } else { format!("{stem}_{item_index}") }
+    if item_index == 0 { stem } else { format!("{stem}~{item_index}") }
 }
 
 /// An extension as given by a message (`fileext`, or the tail of a file name) made
@@ -186,7 +190,10 @@ mod tests {
             assert_eq!(sanitize_stem(id), id);
         }
         assert_eq!(item_stem("m1", 0), "m1");
-        assert_eq!(item_stem("m1", 3), "m1_3");
+        assert_eq!(item_stem("m1", 3), "m1~3");
+        // Two items never share a file.
+        assert_ne!(item_stem("X", 1), item_stem("X_1", 0));
+        assert_ne!(item_stem("X~1", 0), item_stem("X", 1));
     }
 
     #[test]

@@ -123,7 +123,11 @@ impl Transcoder {
         let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = output.with_file_name(format!(".{name}.tmp"));
         let child = Command::new(&self.ffmpeg)
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+            // The input is a file the platform sent: ffmpeg is told it is AMR
+            // (no probing into HLS playlists, concat lists or other formats that
+            // open further URLs) and may open local files only (issue #9).
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-protocol_whitelist", "file", "-f", "amr", "-i"])
             .arg(arg_path(input))
             .args(["-vn", "-f", "mp3"])
             .arg(arg_path(&tmp))

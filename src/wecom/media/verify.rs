@@ -8,6 +8,8 @@
 
 use md5::{Digest, Md5};
 
+use crate::wecom::media_refs::MediaKind;
+
 /// What a finished file must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expected {
@@ -44,6 +46,49 @@ pub enum Mismatch {
         /// Downloaded.
         got: String,
     },
+    /// No md5 to check, and the bytes are not of the declared type.
+    #[error("the file does not start like a {kind} file (no md5 stated to check instead)")]
+    Magic {
+        /// The declared media kind.
+        kind: &'static str,
+    },
+}
+
+/// How a finished file was checked, recorded in `media_jobs.verification`
+/// (issue #9): an auditor can tell a file proven by the platform's md5 from
+/// one that could only be checked for size and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The stated md5 matched.
+    Md5,
+    /// No md5 stated: the stated size (if any) and the declared type's magic
+    /// bytes (where the type has them) were checked, nothing more.
+    Unverified,
+}
+
+impl Verification {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Md5 => "md5",
+            Verification::Unverified => "unverified",
+        }
+    }
+}
+
+/// Whether `head` (the file's first bytes) fits the declared kind; None for
+/// kinds without a fixed signature (files, documents, call recordings).
+pub fn declared_type_matches(kind: MediaKind, head: &[u8]) -> Option<bool> {
+    let jpg = head.starts_with(&[0xff, 0xd8, 0xff]);
+    let png = head.starts_with(b"\x89PNG\r\n\x1a\n");
+    let gif = head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a");
+    match kind {
+        MediaKind::Image => Some(jpg || png || gif),
+        MediaKind::Emotion => Some(png || gif),
+        MediaKind::Voice => Some(head.starts_with(b"#!AMR")),
+        MediaKind::Video => Some(head.get(4..8) == Some(b"ftyp")),
+        MediaKind::File | MediaKind::MeetingVoiceCall | MediaKind::VoipDocShare => None,
+    }
 }
 
 /// Running size and md5 of the bytes written so far.
@@ -127,5 +172,14 @@ mod tests {
         // Not stated: not checked.
         assert_eq!(v.clone().check(&Expected::new(None, "  ")), Ok(whole_md5(b"hello")));
         assert_eq!(v.check(&Expected::default()), Ok(whole_md5(b"hello")));
+    }
+
+    #[test]
+    fn declared_types_are_recognised() {
+        assert_eq!(declared_type_matches(MediaKind::Voice, b"#!AMR\n\x3c"), Some(true));
+        assert_eq!(declared_type_matches(MediaKind::Voice, b"<html>"), Some(false));
+        assert_eq!(declared_type_matches(MediaKind::Video, b"\0\0\0\x18ftypmp42"), Some(true));
+        assert_eq!(declared_type_matches(MediaKind::Emotion, b"\xff\xd8\xff"), Some(false));
+        assert_eq!(declared_type_matches(MediaKind::MeetingVoiceCall, b"anything"), None);
     }
 }

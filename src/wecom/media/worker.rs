@@ -14,12 +14,12 @@ use super::layout::{ExtHints, ItemPaths, extension};
 use super::queue::{CODE_CORRUPT, Job, Queue, Terminal};
 use super::stats::MediaStats;
 use super::transcode::TranscodeState;
-use super::verify::{Expected, Mismatch};
+use super::verify::{Expected, Mismatch, Verification, declared_type_matches};
 use super::{ErrorClass, MediaContext, MediaError, MediaReport, classify};
 use crate::store::{CorpId, StoreError};
 use crate::wecom::ingest::{Backoff, CorpSpec};
 use crate::wecom::media_refs::MediaKind;
-use crate::wecom::sdk::{NetOptions, SdkError};
+use crate::wecom::sdk::{MediaChunk, NetOptions, SdkError};
 
 /// Most chunks written (and fsynced) together when the writer falls behind.
 const MAX_BATCH: usize = 8;
@@ -54,6 +54,60 @@ enum Stop {
     Store(StoreError),
     /// The fetch thread is gone.
     FetcherGone,
+    /// The download does not converge: the index did not advance, or the file
+    /// grew past its stated size (issue #9). Retrying would loop again.
+    Runaway(String),
+}
+
+/// `media_code` (and `last_error_code`) of a download stopped as a runaway.
+pub const CODE_RUNAWAY: i32 = -2;
+
+/// Bytes a download may exceed its stated size by before it is stopped (the
+/// size check after the last chunk then says exactly by how much it is off).
+const SIZE_SLACK: u64 = 1 << 20;
+
+/// Largest file accepted for an item that states no size (meeting voice
+/// calls, some emotions): nothing the platform sends for one message comes
+/// near it, and it keeps a looping download from filling the disk.
+pub const MAX_UNSIZED_BYTES: u64 = 4 << 30;
+
+/// The start offset of an SDK index buffer (`Range:bytes=a-b`); "" is the
+/// first chunk, offset 0.
+fn index_start(index: &str) -> Option<u64> {
+    if index.is_empty() {
+        return Some(0);
+    }
+    index.strip_prefix("Range:bytes=")?.split('-').next()?.trim().parse().ok()
+}
+
+/// Checks that a batch of chunks read from `index` moves forward and stays
+/// within the limit; the reason otherwise.
+fn check_progress(index: &str, chunks: &[MediaChunk], have: u64, size: Option<u64>) -> Result<(), String> {
+    let limit = size.map_or(MAX_UNSIZED_BYTES, |s| s.saturating_add(SIZE_SLACK));
+    let mut prev = index_start(index).ok_or_else(|| format!("unreadable media index {index:?}"))?;
+    let mut total = have;
+    for c in chunks {
+        total += c.data.len() as u64;
+        if total > limit {
+            return Err(match size {
+                Some(s) => format!("download grew to {total} bytes, past the stated size {s}; stopped"),
+                None => format!("download grew past {limit} bytes with no stated size; stopped"),
+            });
+        }
+        if c.is_finish {
+            break;
+        }
+        let next = index_start(&c.next_index)
+            .ok_or_else(|| format!("the SDK returned an unreadable media index {:?}", c.next_index))?;
+        if next <= prev {
+            return Err(format!(
+                "media index did not advance ({:?} after offset {prev}): the server's CONTENT-RANGE is malformed; stopped",
+                c.next_index
+            ));
+        }
+        prev = next;
+    }
+    Ok(())
 }
 
 /// One corp's media run: the queue, its SDK settings and the shared pause.
@@ -240,7 +294,7 @@ impl CorpRun {
         fetcher: &Fetcher,
         job: &Job,
         cancel: &CancellationToken,
-    ) -> Result<(String, u64), Stop> {
+    ) -> Result<(String, u64, Verification), Stop> {
         let opts = &self.ctx.opts;
         let paths = ItemPaths::new(&self.corpid, job.msgtime, &job.msgid, job.item_index);
         let part_path = opts.root.join(paths.part());
@@ -254,10 +308,20 @@ impl CorpRun {
         }
         let expected = Expected::new(job.size, &job.md5sum);
         let mut verify_failures = job.verify_failures;
-        loop {
+        let verification = loop {
             part = self.fetch_all(fetcher, job, part, index, cancel).await?;
-            let mismatch = match part.verify(&expected) {
-                Ok(_) => break,
+            let checked = part.verify(&expected).and_then(|_| {
+                if expected.md5.is_some() {
+                    return Ok(Verification::Md5);
+                }
+                // Nothing to prove the bytes by: at least the declared type.
+                match part.head(16).ok().and_then(|h| declared_type_matches(job.kind, &h)) {
+                    Some(false) => Err(Mismatch::Magic { kind: job.kind.as_str() }),
+                    _ => Ok(Verification::Unverified),
+                }
+            });
+            let mismatch = match checked {
+                Ok(v) => break v,
                 Err(m) => m,
             };
             verify_failures += 1;
@@ -272,7 +336,7 @@ impl CorpRun {
                 .map_err(|source| Stop::Part(PartError::Io { path: part_path.clone(), source }))?;
             still_ours(self.queue.restart(job, verify_failures, &mismatch.to_string()).await)?;
             index = String::new();
-        }
+        };
         // Verified: name it (images by their bytes) and move it into place.
         let (root, job2) = (opts.root.clone(), job.clone());
         let bytes = part.len();
@@ -290,7 +354,7 @@ impl CorpRun {
             Ok(rel.to_string_lossy().into_owned())
         })
         .await
-        .map(|rel| (rel, bytes))
+        .map(|rel| (rel, bytes, verification))
         .map_err(|source| Stop::Part(PartError::Io { path: part_path, source }))
     }
 
@@ -334,6 +398,10 @@ impl CorpRun {
                     }
                 }
                 if let Some(last) = chunks.last() {
+                    if let Err(why) = check_progress(&index, &chunks, part.len(), job.size) {
+                        let _ = blocking(move || part.discard()).await;
+                        return Err(Stop::Runaway(why));
+                    }
                     let finished = last.is_finish;
                     let next = last.next_index.clone();
                     let n = chunks.len();
@@ -384,14 +452,24 @@ impl CorpRun {
     async fn settle(
         &self,
         job: Job,
-        result: Result<(String, u64), Stop>,
+        result: Result<(String, u64, Verification), Stop>,
         mode: Mode,
     ) -> Result<(), MediaError> {
         let q = &self.queue;
         let outcome = match result {
-            Ok((path, bytes)) => {
-                let placed = q.finish(&job, Terminal::Done, &path, bytes, 0, "").await;
+            Ok((path, bytes, verification)) => {
+                // Recorded before the job is `done`, under this claim, so no done
+                // job ever lacks it.
+                let recorded =
+                    self.ctx.store.set_media_verification(job.id, job.claim_token, verification.as_str()).await;
+                let placed = match recorded {
+                    Ok(_) => q.finish(&job, Terminal::Done, &path, bytes, 0, "").await,
+                    Err(e) => Err(e),
+                };
                 if matches!(placed, Ok(true)) {
+                    if verification == Verification::Unverified {
+                        tracing::info!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, "media stored unverified: the message states no md5");
+                    }
                     for counter in [&self.ctx.stats.files, &self.files] {
                         MediaStats::add(counter, 1);
                     }
@@ -435,6 +513,10 @@ impl CorpRun {
                     return Err(MediaError::Disk { corpid: self.corpid.to_string(), source: e });
                 }
                 Ok(true)
+            }
+            Err(Stop::Runaway(why)) => {
+                tracing::error!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, "media download stopped: {why}");
+                q.finish(&job, Terminal::Failed, "", 0, CODE_RUNAWAY, &why).await
             }
             Err(Stop::Cancelled) => {
                 q.release(&job, Duration::ZERO, false, 0, "interrupted by shutdown").await
@@ -585,5 +667,29 @@ pub(super) async fn follow(ctx: MediaContext, corp: CorpSpec, cancel: Cancellati
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(len: usize, next: &str, finish: bool) -> MediaChunk {
+        MediaChunk { data: vec![0; len], next_index: next.to_owned(), is_finish: finish }
+    }
+
+    #[test]
+    fn a_non_advancing_index_or_runaway_size_stops_the_download() {
+        let ok = [chunk(524288, "Range:bytes=524288-1048575", false), chunk(10, "", true)];
+        assert_eq!(check_progress("", &ok, 0, Some(524298)), Ok(()));
+        let stuck = [chunk(524288, "Range:bytes=0-524287", false)];
+        assert!(check_progress("", &stuck, 0, Some(2 << 20)).unwrap_err().contains("did not advance"));
+        let again = [chunk(100, "Range:bytes=524288-1048575", false)];
+        assert!(check_progress("Range:bytes=524288-1048575", &again, 524288, None).is_err());
+        let big = [chunk(524288, "Range:bytes=524288-1048575", false)];
+        assert!(check_progress("", &big, 0, Some(1000)).is_ok(), "within the slack");
+        assert!(check_progress("", &big, SIZE_SLACK, Some(1000)).unwrap_err().contains("past the stated size"));
+        assert!(check_progress("", &big, MAX_UNSIZED_BYTES, None).unwrap_err().contains("no stated size"));
+        assert!(check_progress("garbage", &ok, 0, None).is_err());
     }
 }

@@ -56,6 +56,16 @@ pub enum Refusal {
         /// `len(encrypt_chat_msg)`.
         len: usize,
     },
+    /// `encrypt_key` decrypts, but not to a protobuf message we can parse
+    /// completely: the SDK's parser could find lengths in it that we cannot
+    /// check, so the call is not made.
+    #[error(
+        "the key info in encrypt_key ({len} bytes) is not a protobuf message that can be parsed completely; refused so the SDK cannot abort on it"
+    )]
+    KeyInfoUnparsable {
+        /// Length of the decrypted key info.
+        len: usize,
+    },
     /// A string argument holds a NUL byte; C would silently truncate it.
     #[error("{arg} contains a NUL byte")]
     InteriorNul {
