@@ -54,6 +54,12 @@
 //! while Redis is reachable, and not during the first lease time after an
 //! outage: a Redis that restarted empty has forgotten every lease, and the
 //! other instances need that long to reconnect and reclaim theirs.
+//!
+//! An instance that cannot reach Redis (started while it is down, or down for
+//! a while) still takes corps nobody else is seen pulling, under the database
+//! fence alone (`Coordinator::balance_without_redis`): a lone instance keeps
+//! archiving, and instances that run through the outage are not fenced out.
+//! When Redis is back those leases are reclaimed with the same token.
 
 pub mod coordinator;
 pub mod events;

@@ -9,6 +9,7 @@ pub mod ident;
 pub mod media_jobs;
 pub mod messages;
 pub mod migrate;
+pub mod seed;
 pub mod state;
 
 pub use ident::{CorpId, InvalidCorpId};
