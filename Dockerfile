@@ -55,5 +55,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # SIGTERM: every worker commits its batch in hand and leases are given back;
 # give it time (docker stop -t 60, compose stop_grace_period).
 STOPSIGNAL SIGTERM
+# No core files: the binary calls prctl(PR_SET_DUMPABLE, 0) at start; with
+# `docker run` also pass --ulimit core=0 (docker-compose.yml sets it).
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/wework-archive"]
 CMD ["run"]

@@ -22,7 +22,8 @@ pub enum LogFormat {
 
 /// Global settings as given on the command line or in the environment.
 /// `None` means "not given": the file or the default decides.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// `Debug` prints no master key and no password (see the impl below).
+#[derive(Clone, Default, clap::Args)]
 pub struct SettingsArgs {
     /// Optional TOML file with any of these settings (keys as the long flag names, with `_`).
     #[arg(long, env = "WEWORK_ARCHIVE_CONFIG", global = true, value_name = "FILE")]
@@ -79,8 +80,29 @@ pub struct SettingsArgs {
     #[arg(long, env = "WEWORK_INSTANCE", global = true)]
     pub instance: Option<String>,
     /// Master key (64 hex chars or base64 of 32 bytes) sealing secrets and keys at rest.
+    /// Prefer the environment or --master-key-file: a flag is visible in /proc/*/cmdline.
     #[arg(long, env = "WEWORK_MASTER_KEY", global = true, hide_env_values = true)]
     pub master_key: Option<String>,
+    /// File holding the master key (`-` reads it from standard input).
+    #[arg(long, env = "WEWORK_MASTER_KEY_FILE", global = true, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SettingsArgs {
+    // The master key never reaches a log or a panic message; URLs lose their passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsArgs")
+            .field("config", &self.config)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("sdk_lib", &self.sdk_lib)
+            .field("msgfile_dir", &self.msgfile_dir)
+            .field("http_listen", &self.http_listen)
+            .field("instance", &self.instance)
+            .field("master_key", &self.master_key.as_ref().map(|_| "***"))
+            .field("master_key_file", &self.master_key_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The same settings as a TOML file may give them.
@@ -105,10 +127,12 @@ struct FileSettings {
     lease_secs: Option<f64>,
     instance: Option<String>,
     master_key: Option<String>,
+    master_key_file: Option<PathBuf>,
 }
 
-/// Resolved, validated settings.
-#[derive(Debug, Clone)]
+/// Resolved, validated settings. `Debug` redacts the URLs' passwords (the
+/// master key lives in [`crate::secrets::SecretBox`], whose `Debug` shows none).
+#[derive(Clone)]
 pub struct Config {
     /// MySQL URL (the password, if any, is never logged: see [`Config::database_url_redacted`]).
     pub database_url: String,
@@ -202,6 +226,13 @@ impl Config {
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("unix://")) {
             bail!("redis_url must be a redis:// URL");
         }
+        // The master key: the flag or environment, else a file named by flag,
+        // environment or config file, else the config file's own value.
+        let master_key = match (&args.master_key, pick!(master_key_file)) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(path)) => Some(read_secret_file(&path).context("master_key_file")?),
+            (None, None) => file.master_key.clone(),
+        };
         Ok(Config {
             database_url,
             redis_url,
@@ -220,7 +251,7 @@ impl Config {
             poll_interval: secs("poll_secs", pick!(poll_secs).unwrap_or(10.0))?,
             lease_ttl: secs("lease_secs", pick!(lease_secs).unwrap_or(30.0))?,
             instance: pick!(instance).unwrap_or_else(default_instance),
-            secrets: crate::secrets::SecretBox::from_setting(pick!(master_key).as_deref())?,
+            secrets: crate::secrets::SecretBox::from_setting(master_key.as_deref())?,
         })
     }
 
@@ -231,15 +262,104 @@ impl Config {
 }
 
 /// Replaces the password in `scheme://user:password@host` with `***`.
+///
+/// The password may itself hold `@` (unencoded, as admins paste them), so the
+/// user information ends at the LAST `@` before the query string; the user
+/// name ends at the first `:`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    match rest.split_once('@') {
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match before_query.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{query}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
     }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("sdk_lib", &self.sdk_lib)
+            .field("msgfile_dir", &self.msgfile_dir)
+            .field("http_listen", &self.http_listen)
+            .field("log_format", &self.log_format)
+            .field("pull_limit", &self.pull_limit)
+            .field("calls_per_minute", &self.calls_per_minute)
+            .field("stall_alarm", &self.stall_alarm)
+            .field("decrypt_threads", &self.decrypt_threads)
+            .field("media_concurrency", &self.media_concurrency)
+            .field("ffmpeg", &self.ffmpeg)
+            .field("change_queue", &self.change_queue)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("poll_interval", &self.poll_interval)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("instance", &self.instance)
+            .field("secrets", &self.secrets)
+            .finish()
+    }
+}
+
+/// Reads a secret from a file, or from standard input for `-`; one trailing
+/// newline is dropped (files written by `echo` and editors end with one).
+/// Secrets that come this way never appear in `/proc/*/cmdline`.
+pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+}
+
+/// The settings each subcommand reads, by subcommand name (`corp`, `sim`…).
+/// `--help` of a subcommand lists only these (the rest stay accepted, so a
+/// shared config file or environment keeps working everywhere).
+fn settings_used(subcommand: &str) -> Option<Vec<&'static str>> {
+    const COMMON: [&str; 2] = ["config", "log_format"];
+    const SEAL: [&str; 2] = ["master_key", "master_key_file"];
+    const INGEST: [&str; 6] =
+        ["sdk_lib", "pull_limit", "calls_per_minute", "stall_alarm_hours", "decrypt_threads", "instance"];
+    const MEDIA: [&str; 4] = ["msgfile_dir", "media_concurrency", "ffmpeg", "instance"];
+    let set = |parts: &[&[&'static str]]| Some(parts.concat());
+    match subcommand {
+        "migrate" => set(&[&COMMON, &["database_url"]]),
+        "corp" => set(&[&COMMON, &["database_url", "redis_url", "change_queue"], &SEAL]),
+        "pull" => set(&[&COMMON, &["database_url"], &SEAL, &INGEST]),
+        "redecrypt" => set(&[&COMMON, &["database_url", "sdk_lib", "decrypt_threads"], &SEAL]),
+        "status" => set(&[&COMMON, &["database_url"], &SEAL]),
+        "media" => set(&[&COMMON, &["database_url", "sdk_lib"], &SEAL, &MEDIA]),
+        "sdk-check" => set(&[&COMMON, &["sdk_lib"]]),
+        "bench" => set(&[&COMMON, &["database_url"], &SEAL, &INGEST, &MEDIA]),
+        "sim" => set(&[&COMMON]),
+        // run, demo: everything.
+        _ => None,
+    }
+}
+
+/// Hides, in each subcommand's `--help` (and its subcommands'), the global
+/// settings that subcommand never reads. Each such setting gets a hidden copy
+/// in the subcommand, which clap's propagation of global arguments then
+/// leaves alone; values given there still reach the settings.
+pub fn hide_unused_settings(mut cmd: clap::Command) -> clap::Command {
+    let global: Vec<clap::Arg> = cmd.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        let Some(used) = settings_used(&name) else { continue };
+        let hidden: Vec<clap::Arg> =
+            global.iter().filter(|a| !used.contains(&a.get_id().as_str())).map(|a| a.clone().hide(true)).collect();
+        cmd = cmd.mut_subcommand(&name, |sub| sub.args(hidden));
+    }
+    cmd
 }
 
 fn default_instance() -> String {

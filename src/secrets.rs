@@ -1,18 +1,49 @@
 //! Secrets at rest: corp secrets, proxy passwords and private keys stored
 //! sealed with AES-256-GCM under a master key from the environment.
 //!
-//! Sealed values carry a versioned prefix (`wwenc:v1:` + base64(nonce ‖
+//! Sealed values carry a versioned prefix (`wwenc:v2:` + base64(nonce ‖
 //! ciphertext ‖ tag)), so rows an admin inserts by hand in plaintext keep
 //! working and can be sealed later (`corp seal`). Without a master key
 //! everything still works in plaintext, and `status` warns.
+//!
+//! # Bound to their place
+//!
+//! A v2 value is sealed with its place as AES-GCM associated data
+//! ([`Binding`]: table, column, corp id and key version), so someone who can
+//! write the database but not read the master key cannot move a sealed value
+//! to another row or column (say, corp A's secret into corp B's row, or a
+//! secret into the `proxy` column, where the SDK would send it to a proxy of
+//! their choosing): it no longer opens there. Values of the first format
+//! (`wwenc:v1:`, unbound) still open, and `corp seal` re-seals them as v2.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-/// Prefix of values sealed with format version 1.
+/// Prefix of values sealed with format version 1 (no binding; read only).
 pub const SEALED_V1: &str = "wwenc:v1:";
+/// Prefix of values sealed with format version 2 (bound to their place).
+pub const SEALED_V2: &str = "wwenc:v2:";
+
+/// Where a sealed value lives: its table and column, the corp, and for
+/// private keys the key version. It is the associated data of the seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    aad: String,
+}
+
+impl Binding {
+    /// A `corplist` column of one corp (`secret`, `passwd`, `proxy`, `prikey`).
+    pub fn corplist(column: &str, corpid: &str) -> Binding {
+        Binding { aad: format!("{SEALED_V2}corplist.{column}\0{corpid}") }
+    }
+
+    /// `corp_keys.private_key` of one corp's key version.
+    pub fn corp_key(corpid: &str, version: u32) -> Binding {
+        Binding { aad: format!("{SEALED_V2}corp_keys.private_key\0{corpid}\0{version}") }
+    }
+}
 
 /// Secret handling errors (never include the secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,8 +99,9 @@ impl SecretBox {
         self.key.is_some()
     }
 
-    /// Seals `plain` (returns it unchanged without a master key, or when empty).
-    pub fn seal(&self, plain: &str) -> String {
+    /// Seals `plain` for `place` (returns it unchanged without a master key,
+    /// or when empty). A value that is sealed already is returned as it is.
+    pub fn seal(&self, plain: &str, place: &Binding) -> String {
         let Some(key) = &self.key else { return plain.to_owned() };
         if plain.is_empty() || is_sealed(plain) {
             return plain.to_owned();
@@ -77,16 +109,27 @@ impl SecretBox {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).expect("system randomness");
         let mut buf = plain.as_bytes().to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SEALED_V1), &mut buf)
-            .expect("AES-GCM seal");
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(place.aad.as_bytes()),
+            &mut buf,
+        )
+        .expect("AES-GCM seal");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
-        format!("{SEALED_V1}{}", B64.encode(out))
+        format!("{SEALED_V2}{}", B64.encode(out))
     }
 
-    /// Opens a stored value: sealed values are decrypted, plaintext passes through.
-    pub fn open(&self, stored: &str) -> Result<String, SecretError> {
-        let Some(body) = stored.strip_prefix(SEALED_V1) else { return Ok(stored.to_owned()) };
+    /// Opens a value stored at `place`: sealed values are decrypted (v2 only
+    /// at the place they were sealed for), plaintext passes through.
+    pub fn open(&self, stored: &str, place: &Binding) -> Result<String, SecretError> {
+        let (body, aad) = if let Some(body) = stored.strip_prefix(SEALED_V2) {
+            (body, place.aad.as_bytes())
+        } else if let Some(body) = stored.strip_prefix(SEALED_V1) {
+            (body, SEALED_V1.as_bytes())
+        } else {
+            return Ok(stored.to_owned());
+        };
         let key = self.key.as_ref().ok_or(SecretError::NoMasterKey)?;
         let raw = B64.decode(body.trim()).map_err(|_| SecretError::CannotOpen)?;
         if raw.len() < NONCE_LEN + 16 {
@@ -95,15 +138,19 @@ impl SecretBox {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::CannotOpen)?;
         let mut buf = ct.to_vec();
-        let plain =
-            key.open_in_place(nonce, Aad::from(SEALED_V1), &mut buf).map_err(|_| SecretError::CannotOpen)?;
+        let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SecretError::CannotOpen)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SecretError::CannotOpen)
     }
 }
 
-/// Whether a stored value is sealed.
+/// Whether a stored value is sealed (either format).
 pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(SEALED_V1)
+    stored.starts_with(SEALED_V1) || stored.starts_with(SEALED_V2)
+}
+
+/// Whether a stored value is sealed in the current, bound format.
+pub fn is_sealed_current(stored: &str) -> bool {
+    stored.starts_with(SEALED_V2)
 }
 
 #[cfg(test)]
@@ -115,18 +162,52 @@ mod tests {
     #[test]
     fn seals_and_opens() {
         let b = SecretBox::from_master_key(KEY).unwrap();
-        let sealed = b.seal("s3cret");
-        assert!(sealed.starts_with(SEALED_V1) && !sealed.contains("s3cret"));
-        assert_ne!(sealed, b.seal("s3cret"), "fresh nonce each time");
-        assert_eq!(b.open(&sealed).unwrap(), "s3cret");
+        let here = Binding::corplist("secret", "wwA");
+        let sealed = b.seal("s3cret", &here);
+        assert!(sealed.starts_with(SEALED_V2) && !sealed.contains("s3cret"));
+        assert_ne!(sealed, b.seal("s3cret", &here), "fresh nonce each time");
+        assert_eq!(b.open(&sealed, &here).unwrap(), "s3cret");
         // Plaintext rows inserted by hand keep working.
-        assert_eq!(b.open("plain").unwrap(), "plain");
+        assert_eq!(b.open("plain", &here).unwrap(), "plain");
         // Without the key, or with another key, sealed values do not open.
-        assert_eq!(SecretBox::plaintext().open(&sealed), Err(SecretError::NoMasterKey));
+        assert_eq!(SecretBox::plaintext().open(&sealed, &here), Err(SecretError::NoMasterKey));
         let other = SecretBox::from_master_key(&"11".repeat(32)).unwrap();
-        assert_eq!(other.open(&sealed), Err(SecretError::CannotOpen));
+        assert_eq!(other.open(&sealed, &here), Err(SecretError::CannotOpen));
         // No master key: pass-through.
-        assert_eq!(SecretBox::plaintext().seal("x"), "x");
+        assert_eq!(SecretBox::plaintext().seal("x", &here), "x");
+    }
+
+    #[test]
+    fn sealed_values_do_not_move_between_rows_or_columns() {
+        let b = SecretBox::from_master_key(KEY).unwrap();
+        let sealed = b.seal("s3cret", &Binding::corplist("secret", "wwA"));
+        for elsewhere in [
+            Binding::corplist("secret", "wwB"),
+            Binding::corplist("proxy", "wwA"),
+            Binding::corplist("passwd", "wwA"),
+            Binding::corp_key("wwA", 1),
+        ] {
+            assert_eq!(b.open(&sealed, &elsewhere), Err(SecretError::CannotOpen), "{elsewhere:?}");
+        }
+        let key = b.seal("pem", &Binding::corp_key("wwA", 1));
+        assert_eq!(b.open(&key, &Binding::corp_key("wwA", 2)), Err(SecretError::CannotOpen));
+        assert_eq!(b.open(&key, &Binding::corp_key("wwA", 1)).unwrap(), "pem");
+    }
+
+    #[test]
+    fn first_format_values_still_open() {
+        // A v1 value as the previous release wrote it: AAD = the prefix.
+        let b = SecretBox::from_master_key(KEY).unwrap();
+        let key = b.key.as_ref().unwrap();
+        let nonce = [9u8; NONCE_LEN];
+        let mut buf = b"old".to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SEALED_V1), &mut buf)
+            .unwrap();
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&buf);
+        let v1 = format!("{SEALED_V1}{}", B64.encode(raw));
+        assert!(is_sealed(&v1) && !is_sealed_current(&v1));
+        assert_eq!(b.open(&v1, &Binding::corplist("secret", "any")).unwrap(), "old");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::config::{Config, read_secret_file};
+use crate::secrets::Binding;
 use crate::control::events::{Change, ChangeEvent, push};
 use crate::store::corps::CorpSettings;
 use crate::store::{CorpId, Store};
@@ -45,9 +46,10 @@ pub(crate) enum CorpCommand {
     },
     /// List corps (never shows secrets or keys).
     List,
-    /// Seal every plaintext secret and private key in place with the master
-    /// key (WEWORK_MASTER_KEY); safe to run again.
-    Seal,
+    /// Seal every plaintext secret, proxy and private key in place with the
+    /// master key (WEWORK_MASTER_KEY), or re-seal under a new one
+    /// (`--rotate-from OLD`); safe to run again.
+    Seal(super::seal::SealArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,9 +57,13 @@ pub(crate) struct AddArgs {
     /// Corp id (ww… ).
     #[arg(long)]
     corpid: String,
-    /// The chat-archive secret.
-    #[arg(long, env = "WEWORK_CORP_SECRET", hide_env_values = true)]
-    secret: String,
+    /// The chat-archive secret. Prefer WEWORK_CORP_SECRET or --secret-file: a
+    /// flag's value is visible to every user in /proc/*/cmdline.
+    #[arg(long, env = "WEWORK_CORP_SECRET", hide_env_values = true, required_unless_present = "secret_file")]
+    secret: Option<String>,
+    /// File holding the chat-archive secret (`-` reads standard input).
+    #[arg(long, value_name = "FILE", conflicts_with = "secret")]
+    secret_file: Option<PathBuf>,
     /// Display name.
     #[arg(long, default_value = "")]
     name: String,
@@ -65,11 +71,14 @@ pub(crate) struct AddArgs {
     #[arg(long = "key", value_name = "VERSION=PEMFILE")]
     keys: Vec<String>,
     /// Proxy for the SDK (http://host:port or socks5://host:port).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "WEWORK_CORP_PROXY", default_value = "")]
     proxy: String,
-    /// Proxy credentials USER:PASSWORD.
-    #[arg(long, default_value = "", hide_default_value = true)]
+    /// Proxy credentials USER:PASSWORD (prefer WEWORK_CORP_PROXY_PASSWD or --passwd-file).
+    #[arg(long, env = "WEWORK_CORP_PROXY_PASSWD", hide_env_values = true, default_value = "", hide_default_value = true)]
     passwd: String,
+    /// File holding the proxy credentials USER:PASSWORD (`-` reads standard input).
+    #[arg(long, value_name = "FILE")]
+    passwd_file: Option<PathBuf>,
     /// Records per GetChatData call (1..=1000).
     #[arg(long, default_value_t = 1000)]
     limits: i32,
@@ -104,23 +113,65 @@ pub(crate) async fn notify(store: &Store, config: &Config, event: ChangeEvent) {
     }
 }
 
+/// Refuses to write secrets under a master key that does not open the
+/// values already stored: the database would end up with values sealed under
+/// two keys (or sealed and plaintext next to each other), and no single
+/// setting would open them all.
+pub(crate) async fn refuse_mixed_keys(store: &Store, config: &Config) -> anyhow::Result<()> {
+    let bad = crate::control::seal::unopenable(store, &config.secrets).await?;
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = bad.iter().take(5).map(String::as_str).collect();
+    if config.secrets.has_master_key() {
+        bail!(
+            "the configured master key does not open {} stored value(s) ({}{}): refusing to mix master keys; \
+             set the master key they were sealed with, or re-seal them with `corp seal --rotate-from OLD`",
+            bad.len(),
+            shown.join(", "),
+            if bad.len() > shown.len() { ", …" } else { "" }
+        )
+    }
+    bail!(
+        "{} stored value(s) are sealed ({}{}) but no master key is configured: refusing to store new secrets \
+         in plaintext next to them; set WEWORK_MASTER_KEY or WEWORK_MASTER_KEY_FILE",
+        bad.len(),
+        shown.join(", "),
+        if bad.len() > shown.len() { ", …" } else { "" }
+    )
+}
+
 async fn add_corp(store: &Store, config: &Config, a: &AddArgs, change: Change) -> anyhow::Result<()> {
     let corpid = CorpId::new(&a.corpid)?;
     let keys = a.keys.iter().map(|k| read_key_arg(k)).collect::<anyhow::Result<Vec<_>>>()?;
+    let secret = match (&a.secret, &a.secret_file) {
+        (_, Some(path)) => read_secret_file(path).context("--secret-file")?,
+        (Some(s), None) => s.clone(),
+        (None, None) => bail!("give the secret with WEWORK_CORP_SECRET, --secret-file FILE or --secret-file -"),
+    };
+    if secret.trim().is_empty() {
+        bail!("the corp secret is empty");
+    }
+    let passwd = match &a.passwd_file {
+        Some(path) => read_secret_file(path).context("--passwd-file")?,
+        None => a.passwd.clone(),
+    };
+    refuse_mixed_keys(store, config).await?;
     let sealed = &config.secrets;
+    let id = corpid.as_str();
     let new = store
         .upsert_corp(&CorpSettings {
             corpid: corpid.to_string(),
-            secret: sealed.seal(&a.secret),
+            secret: sealed.seal(&secret, &Binding::corplist("secret", id)),
             corpname: a.name.clone(),
-            proxy: a.proxy.clone(),
-            passwd: sealed.seal(&a.passwd),
+            proxy: sealed.seal(&a.proxy, &Binding::corplist("proxy", id)),
+            passwd: sealed.seal(&passwd, &Binding::corplist("passwd", id)),
             limits: a.limits,
             timeout: a.timeout,
         })
         .await?;
     for (ver, pem) in &keys {
-        store.set_key(&corpid, *ver, &sealed.seal(pem)).await?;
+        store.set_key(&corpid, *ver, &sealed.seal(pem, &Binding::corp_key(id, *ver))).await?;
     }
     let change = if new { Change::Added } else { change };
     println!("{} corp {corpid} ({} key version(s))", if new { "added" } else { "updated" }, keys.len());
@@ -155,9 +206,11 @@ struct ManifestKey {
 pub async fn import_manifest(store: &Store, config: &Config, text: &str) -> anyhow::Result<Vec<CorpId>> {
     let manifest: Manifest =
         serde_json::from_str(text).context("the manifest is not the simulator's JSON")?;
+    refuse_mixed_keys(store, config).await?;
     let mut ids = Vec::new();
     for c in &manifest.corps {
         let corpid = CorpId::new(&c.corpid)?;
+        let id = corpid.as_str();
         for k in &c.keys {
             PrivateKey::parse(&k.private_key_pem)
                 .with_context(|| format!("{corpid} key version {}", k.version))?;
@@ -165,16 +218,17 @@ pub async fn import_manifest(store: &Store, config: &Config, text: &str) -> anyh
         let new = store
             .upsert_corp(&CorpSettings {
                 corpid: corpid.to_string(),
-                secret: config.secrets.seal(&c.secret),
+                secret: config.secrets.seal(&c.secret, &Binding::corplist("secret", id)),
                 corpname: c.corpname.clone(),
-                proxy: manifest.proxy.clone(),
+                proxy: config.secrets.seal(&manifest.proxy, &Binding::corplist("proxy", id)),
                 passwd: String::new(),
                 limits: 1000,
                 timeout: 10,
             })
             .await?;
         for k in &c.keys {
-            store.set_key(&corpid, k.version, &config.secrets.seal(&k.private_key_pem)).await?;
+            let sealed = config.secrets.seal(&k.private_key_pem, &Binding::corp_key(id, k.version));
+            store.set_key(&corpid, k.version, &sealed).await?;
         }
         let change = if new { Change::Added } else { Change::Updated };
         notify(store, config, ChangeEvent { corpid: corpid.to_string(), change, version: None }).await;
@@ -212,7 +266,9 @@ pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<Exi
                 bail!("no corp {corpid}");
             }
             let (ver, pem) = read_key_arg(&key)?;
-            store.set_key(&corpid, ver, &config.secrets.seal(&pem)).await?;
+            refuse_mixed_keys(&store, config).await?;
+            let sealed = config.secrets.seal(&pem, &Binding::corp_key(corpid.as_str(), ver));
+            store.set_key(&corpid, ver, &sealed).await?;
             println!("set key version {ver} for {corpid}");
             notify(
                 &store,
@@ -231,7 +287,7 @@ pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<Exi
                 ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
             );
         }
-        CorpCommand::Seal => return super::seal::run(&store, config).await,
+        CorpCommand::Seal(args) => return super::seal::run(&store, config, args).await,
         CorpCommand::List => {
             println!(
                 "{:<4} {:<24} {:<8} {:<6} {:<8} {:<30} name",
@@ -246,13 +302,26 @@ pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<Exi
                     if row.enabled() { "enabled" } else { "disabled" },
                     row.limits,
                     row.timeout,
-                    row.proxy,
+                    shown_proxy(&row, &config.secrets),
                     row.corpname
                 );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The proxy as `corp list` shows it: opened, and without credentials (a
+/// proxy URL may carry `user:password@`); sealed values that do not open show
+/// as such.
+fn shown_proxy(row: &crate::store::corps::CorpRow, secrets: &crate::secrets::SecretBox) -> String {
+    if row.proxy.is_empty() {
+        return "-".to_owned();
+    }
+    match secrets.open(&row.proxy, &Binding::corplist("proxy", &row.corpid)) {
+        Ok(proxy) => crate::config::redact_url(&proxy).escape_debug().to_string(),
+        Err(_) => "(sealed; does not open)".to_owned(),
+    }
 }
 
 async fn set_enabled(store: &Store, config: &Config, corpid: &str, enabled: bool) -> anyhow::Result<()> {

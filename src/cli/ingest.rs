@@ -62,12 +62,21 @@ pub(crate) async fn pull(args: PullArgs, config: Arc<Config>) -> anyhow::Result<
 
 pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
     let idle = Duration::try_from_secs_f64(args.idle_secs).context("--idle-secs")?;
-    let ctx = context(config.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
+    // Mistakes in the settings fail at once; an unreachable database does not
+    // (below): supervisord gives up on a program that keeps exiting, and the
+    // archive would silently stop.
+    let lib = super::load_sdk(&config)?;
+    let listener = std::net::TcpListener::bind(config.http_listen)
         .with_context(|| format!("binding the HTTP endpoint {} (--http-listen)", config.http_listen))?;
+    listener.set_nonblocking(true)?;
     tracing::info!("http listening on {}", listener.local_addr()?);
     let cancel = super::shutdown_token();
+    let Some(store) = super::wait_db::wait_for_database(&config, &listener, &cancel).await? else {
+        tracing::info!("stopped while waiting for the database");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let ctx = IngestContext::new(store, lib, config.clone());
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     // Leases, change events, reloads: the control plane decides which corps
     // this instance pulls (src/control/mod.rs).
     let control = Arc::new(crate::control::ControlStats::default());

@@ -95,22 +95,24 @@ fn digest(parts: &[&[u8]]) -> u64 {
 }
 
 fn fingerprint(row: &CorpRow, keys: &[(u32, String)], secrets: &crate::secrets::SecretBox) -> Fingerprint {
-    let open = |s: &str| secrets.open(s).unwrap_or_else(|_| format!("!unopenable:{s}"));
+    use crate::secrets::Binding;
+    let open = |s: &str, place: &Binding| secrets.open(s, place).unwrap_or_else(|_| format!("!unopenable:{s}"));
+    let column = |name: &str, value: &str| open(value, &Binding::corplist(name, &row.corpid));
     let settings = digest(&[
-        open(&row.secret).as_bytes(),
+        column("secret", &row.secret).as_bytes(),
         row.corpname.as_bytes(),
         &row.limits.to_le_bytes(),
         &row.timeout.to_le_bytes(),
         &[row.status as u8],
-        row.proxy.as_bytes(),
-        open(&row.passwd).as_bytes(),
+        column("proxy", &row.proxy).as_bytes(),
+        column("passwd", &row.passwd).as_bytes(),
     ]);
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for (v, text) in keys {
         parts.push(v.to_le_bytes().to_vec());
-        parts.push(open(text).into_bytes());
+        parts.push(open(text, &Binding::corp_key(&row.corpid, *v)).into_bytes());
     }
-    parts.push(row.prikey.as_deref().map(open).unwrap_or_default().into_bytes());
+    parts.push(row.prikey.as_deref().map(|k| column("prikey", k)).unwrap_or_default().into_bytes());
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     Fingerprint { settings, keys: digest(&refs) }
 }
@@ -519,6 +521,9 @@ impl Coordinator {
     /// Takes free corps up to this instance's share and gives back extras.
     async fn balance(&mut self) {
         if !self.link.is_up().await {
+            if self.link.down_for().await.is_some() {
+                self.balance_without_redis().await;
+            }
             return;
         }
         let Some(members) = self.shared.members.lock().unwrap().clone() else { return };
@@ -616,6 +621,57 @@ impl Coordinator {
             if self.acquire(corp).await {
                 want -= 1;
             }
+        }
+    }
+
+    /// Redis is unreachable (since start, or since a while): keep archiving
+    /// under the database fence alone, which already makes double commits
+    /// impossible. A corp is taken only when no other instance shows signs of
+    /// pulling it (its state row untouched for two lease times, or ours), so
+    /// instances that keep running through the outage are not fenced out;
+    /// the token is the database's next one, taken with a compare-and-set,
+    /// so two instances reaching for the same corp cannot both win. When
+    /// Redis is back, the lease keeper reclaims these leases with the same
+    /// token (if nobody was issued a newer one) and leases resume.
+    async fn balance_without_redis(&mut self) {
+        let quiet = (self.timing.ttl * 2).as_secs_f64();
+        let candidates: Vec<CorpId> = self
+            .enabled
+            .iter()
+            .filter(|c| !self.slots.contains_key(*c) && !self.draining.contains_key(*c))
+            .cloned()
+            .collect();
+        for corp in candidates {
+            let store = &self.ctx.store;
+            let facts = tokio::time::timeout(self.timing.op * 2, async {
+                let activity = lease::db_activity(store, &corp).await?;
+                let fence = lease::db_fence(store, &corp).await?;
+                Ok::<_, StoreError>((activity, fence))
+            })
+            .await;
+            let Ok(Ok((activity, fence))) = facts else { return };
+            if let Some((owner, age)) = &activity
+                && !owner.is_empty()
+                && *owner != self.instance
+                && *age < quiet
+            {
+                continue;
+            }
+            let token = fence + 1;
+            let claim = tokio::time::timeout(
+                self.timing.op * 2,
+                lease::claim_db_fence(store, &corp, &self.instance, token),
+            )
+            .await;
+            if !matches!(claim, Ok(Ok(Ok(())))) {
+                continue;
+            }
+            let lease = Lease::new(token, &self.instance);
+            self.shared.leases.lock().await.insert(corp.clone(), lease.clone());
+            ControlStats::add(&self.stats.leases_acquired, 1);
+            tracing::warn!(corp = %corp, token, "Redis is unreachable: taking the corp under the database fence alone");
+            self.start_worker(corp.clone(), lease).await;
+            self.redecrypt(corp, false);
         }
     }
 
@@ -1055,7 +1111,10 @@ mod tests {
         let c = fingerprint(&row("s", 1), &[(1, "k1".into()), (3, "k3".into())], &plain);
         assert!(a.settings == c.settings && a.keys != c.keys);
         let sealer = crate::secrets::SecretBox::from_master_key(&"ab".repeat(32)).unwrap();
-        let sealed = fingerprint(&row(&sealer.seal("s"), 1), &[(1, sealer.seal("k1"))], &sealer);
+        let corp = row("s", 1).corpid;
+        let secret = sealer.seal("s", &crate::secrets::Binding::corplist("secret", &corp));
+        let key = sealer.seal("k1", &crate::secrets::Binding::corp_key(&corp, 1));
+        let sealed = fingerprint(&row(&secret, 1), &[(1, key)], &sealer);
         assert_eq!(a, sealed);
     }
 

@@ -405,6 +405,19 @@ pub async fn db_fence(store: &Store, corpid: &CorpId) -> Result<u64, StoreError>
         .unwrap_or(0))
 }
 
+/// Who last claimed `corpid` in the database, and how many seconds ago its
+/// state row last changed (a claim, a pull, an error: every worker touches
+/// it at least every idle period). None: no state row yet.
+pub async fn db_activity(store: &Store, corpid: &CorpId) -> Result<Option<(String, f64)>, StoreError> {
+    let mut conn = store.conn().await?;
+    Ok(conn
+        .exec_first(
+            "SELECT owner, TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(3)) / 1e6 FROM corp_state WHERE corpid = ?",
+            (corpid.as_str(),),
+        )
+        .await?)
+}
+
 /// Writes a freshly issued token to `corp_state.fence` before the worker starts.
 ///
 /// Stricter than `Store::claim_fence`: an equal token counts as ours only if

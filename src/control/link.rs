@@ -192,6 +192,11 @@ impl RedisLink {
         self.state.lock().await.conn.is_some()
     }
 
+    /// How long the link has been down (None: connected, or never tried).
+    pub async fn down_for(&self) -> Option<Duration> {
+        self.state.lock().await.down_since.map(|t| t.elapsed())
+    }
+
     /// Whether the link came back from an outage less than `d` ago.
     pub async fn reconnected_within(&self, d: Duration) -> bool {
         self.state.lock().await.reconnected_at.is_some_and(|t| t.elapsed() < d)

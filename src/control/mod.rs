@@ -60,6 +60,14 @@
 //! An instance that cannot write to its database ([`dbhealth`]) gives every
 //! lease back and leaves the membership within a third of the lease time, so
 //! the healthy instances take its corps; it rejoins once the database answers.
+//!
+//! # Redis unreachable
+//!
+//! An instance that cannot reach Redis (started while it is down, or down for
+//! a while) still takes corps nobody else is seen pulling, under the database
+//! fence alone (`Coordinator::balance_without_redis`): a lone instance keeps
+//! archiving, and instances that run through the outage are not fenced out.
+//! When Redis is back those leases are reclaimed with the same token.
 
 pub mod coordinator;
 pub mod dbhealth;

@@ -1,21 +1,27 @@
-//! `corp seal`: seal every plaintext secret and private key in place.
+//! `corp seal`: seal every plaintext secret, proxy and private key in place,
+//! re-seal values of the first (unbound) format, and rotate the master key.
 //!
 //! Admins may insert corps and keys by hand in plaintext; with a master key
-//! configured this seals them (`wwenc:v1:`, see [`crate::secrets`]). Each value
-//! is replaced with a compare-and-set (`WHERE … = <the plaintext read>`), so a
-//! row edited meanwhile is left for the next run rather than overwritten.
-//! Running it again changes nothing. Values already sealed are checked to open
-//! with the configured master key, so a wrong key is reported, not ignored.
+//! configured this seals them (`wwenc:v2:`, bound to their row and column, see
+//! [`crate::secrets`]). Each value is replaced with a compare-and-set
+//! (`WHERE … = <the value read>`), so a row edited meanwhile is left for the
+//! next run rather than overwritten. Running it again changes nothing.
+//!
+//! With `--rotate-from OLD` every value sealed under the old master key is
+//! opened with it and sealed again under the configured one. Values that
+//! already open with the new key are left alone, so an interrupted rotation
+//! is finished by running it again. A value that opens with neither key is
+//! reported, never overwritten.
 
 use mysql_async::prelude::*;
 
-use crate::secrets::{SecretBox, is_sealed};
+use crate::secrets::{Binding, SecretBox, is_sealed, is_sealed_current};
 use crate::store::{Store, StoreError};
 
 /// What a seal pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SealReport {
-    /// Values sealed now.
+    /// Values sealed (or re-sealed) now.
     pub sealed: u64,
     /// Values that were sealed already (and open with this master key).
     pub already: u64,
@@ -29,7 +35,9 @@ pub struct SealReport {
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     /// Nothing to seal with.
-    #[error("no master key: set WEWORK_MASTER_KEY (64 hex characters or base64 of 32 bytes) to seal secrets")]
+    #[error(
+        "no master key: set WEWORK_MASTER_KEY or WEWORK_MASTER_KEY_FILE (64 hex characters or base64 of 32 bytes) to seal secrets"
+    )]
     NoMasterKey,
     /// The database failed.
     #[error(transparent)]
@@ -42,64 +50,132 @@ impl From<mysql_async::Error> for SealError {
     }
 }
 
-/// Seals every plaintext `corplist.secret`, `passwd`, `prikey` and `corp_keys.private_key`.
-pub async fn seal_all(store: &Store, secrets: &SecretBox) -> Result<SealReport, SealError> {
-    if !secrets.has_master_key() {
-        return Err(SealError::NoMasterKey);
-    }
-    let mut report = SealReport::default();
+/// One stored secret: where it is and what it holds.
+struct Stored {
+    place: String,
+    binding: Binding,
+    value: String,
+    update: Update,
+}
+
+/// How to write a value back (compare-and-set on the value read).
+enum Update {
+    Corplist { id: u32, column: &'static str },
+    Key { corpid: String, version: u32 },
+}
+
+/// Every secret-bearing value in the database (empty ones left out).
+async fn stored_values(store: &Store) -> Result<Vec<Stored>, SealError> {
     let mut conn = store.conn().await?;
-    let corps: Vec<(u32, String, String, String, Option<String>)> =
-        conn.query("SELECT id, corpid, secret, passwd, prikey FROM corplist ORDER BY id").await?;
-    for (id, corpid, secret, passwd, prikey) in corps {
-        for (column, value) in [("secret", Some(secret)), ("passwd", Some(passwd)), ("prikey", prikey)] {
-            let Some(value) = value else { continue };
-            let place = format!("corplist.{column} of {corpid}");
-            let Some(sealed) = check(secrets, &value, &place, &mut report) else { continue };
-            conn.exec_drop(
-                format!("UPDATE corplist SET `{column}` = ? WHERE id = ? AND `{column}` = ?"),
-                (&sealed, id, &value),
-            )
-            .await?;
-            count(conn.affected_rows(), &mut report);
+    let mut out = Vec::new();
+    let corps: Vec<(u32, String, String, String, String, Option<String>)> =
+        conn.query("SELECT id, corpid, secret, passwd, proxy, prikey FROM corplist ORDER BY id").await?;
+    for (id, corpid, secret, passwd, proxy, prikey) in corps {
+        for (column, value) in
+            [("secret", Some(secret)), ("passwd", Some(passwd)), ("proxy", Some(proxy)), ("prikey", prikey)]
+        {
+            let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+            out.push(Stored {
+                place: format!("corplist.{column} of {corpid}"),
+                binding: Binding::corplist(column, &corpid),
+                value,
+                update: Update::Corplist { id, column },
+            });
         }
     }
     let keys: Vec<(String, u32, String)> = conn
         .query("SELECT corpid, publickey_ver, private_key FROM corp_keys ORDER BY corpid, publickey_ver")
         .await?;
-    for (corpid, ver, pem) in keys {
-        let place = format!("corp_keys version {ver} of {corpid}");
-        let Some(sealed) = check(secrets, &pem, &place, &mut report) else { continue };
-        conn.exec_drop(
-            "UPDATE corp_keys SET private_key = ? WHERE corpid = ? AND publickey_ver = ? AND private_key = ?",
-            (&sealed, &corpid, ver, &pem),
-        )
-        .await?;
-        count(conn.affected_rows(), &mut report);
+    for (corpid, version, pem) in keys {
+        if pem.is_empty() {
+            continue;
+        }
+        out.push(Stored {
+            place: format!("corp_keys version {version} of {corpid}"),
+            binding: Binding::corp_key(&corpid, version),
+            value: pem,
+            update: Update::Key { corpid, version },
+        });
+    }
+    Ok(out)
+}
+
+/// Seals every plaintext `corplist.secret`, `passwd`, `proxy`, `prikey` and
+/// `corp_keys.private_key`, and re-seals first-format values bound to their place.
+pub async fn seal_all(store: &Store, secrets: &SecretBox) -> Result<SealReport, SealError> {
+    reseal(store, secrets, None).await
+}
+
+/// Re-seals every value under `secrets`, opening those that do not open with
+/// it with `old` (`corp seal --rotate-from`).
+pub async fn rotate(store: &Store, secrets: &SecretBox, old: &SecretBox) -> Result<SealReport, SealError> {
+    if !old.has_master_key() {
+        return Err(SealError::NoMasterKey);
+    }
+    reseal(store, secrets, Some(old)).await
+}
+
+async fn reseal(store: &Store, secrets: &SecretBox, old: Option<&SecretBox>) -> Result<SealReport, SealError> {
+    if !secrets.has_master_key() {
+        return Err(SealError::NoMasterKey);
+    }
+    let mut report = SealReport::default();
+    let values = stored_values(store).await?;
+    let mut conn = store.conn().await?;
+    for s in values {
+        let plain = if !is_sealed(&s.value) {
+            s.value.clone()
+        } else {
+            match secrets.open(&s.value, &s.binding) {
+                Ok(_) if is_sealed_current(&s.value) => {
+                    report.already += 1;
+                    continue;
+                }
+                Ok(plain) => plain,
+                Err(_) => match old.map(|o| o.open(&s.value, &s.binding)) {
+                    Some(Ok(plain)) => plain,
+                    _ => {
+                        report.unopenable.push(s.place.clone());
+                        continue;
+                    }
+                },
+            }
+        };
+        let sealed = secrets.seal(&plain, &s.binding);
+        match &s.update {
+            Update::Corplist { id, column } => {
+                conn.exec_drop(
+                    format!("UPDATE corplist SET `{column}` = ? WHERE id = ? AND `{column}` = ?"),
+                    (&sealed, id, &s.value),
+                )
+                .await?
+            }
+            Update::Key { corpid, version } => {
+                conn.exec_drop(
+                    "UPDATE corp_keys SET private_key = ? WHERE corpid = ? AND publickey_ver = ? AND private_key = ?",
+                    (&sealed, corpid, version, &s.value),
+                )
+                .await?
+            }
+        }
+        if conn.affected_rows() == 1 {
+            report.sealed += 1;
+        } else {
+            report.skipped += 1;
+        }
     }
     Ok(report)
 }
 
-/// The sealed form of `value` when it needs sealing; None when it is empty or
-/// sealed already (counted, and checked to open).
-fn check(secrets: &SecretBox, value: &str, place: &str, report: &mut SealReport) -> Option<String> {
-    if value.is_empty() {
-        return None;
-    }
-    if is_sealed(value) {
-        match secrets.open(value) {
-            Ok(_) => report.already += 1,
-            Err(_) => report.unopenable.push(place.to_owned()),
-        }
-        return None;
-    }
-    Some(secrets.seal(value))
-}
-
-fn count(affected: u64, report: &mut SealReport) {
-    if affected == 1 {
-        report.sealed += 1;
-    } else {
-        report.skipped += 1;
-    }
+/// Where sealed values do not open with `secrets` (a wrong master key, or no
+/// master key while values are sealed). `corp add` and friends refuse to
+/// write under such a key: one database would otherwise hold values sealed
+/// under two keys, and no single key would open them all.
+pub async fn unopenable(store: &Store, secrets: &SecretBox) -> Result<Vec<String>, SealError> {
+    let values = stored_values(store).await?;
+    Ok(values
+        .into_iter()
+        .filter(|s| is_sealed(&s.value) && secrets.open(&s.value, &s.binding).is_err())
+        .map(|s| s.place)
+        .collect())
 }

@@ -296,6 +296,14 @@ fn ingest_metrics(e: &mut Exposition, state: &AppState) {
     for ((corp, code), n) in s.pull_errors.lock().unwrap().iter() {
         e.sample("wework_pull_errors_total", &[("corp", corp), ("code", &code.to_string())], *n as f64);
     }
+    e.family(
+        "wework_corp_setup_failing",
+        Kind::Gauge,
+        "1 while this instance's worker of the corp fails before pulling (see the corp's alarm).",
+    );
+    for corp in s.setup_failures.lock().unwrap().keys() {
+        e.sample("wework_corp_setup_failing", &[("corp", corp)], 1.0);
+    }
 }
 
 fn control_metrics(e: &mut Exposition, state: &AppState) {
@@ -494,7 +502,7 @@ fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {
             e.sample("wework_corp_last_success_age_seconds", &[("corp", &s.corpid)], a);
         }
     }
-    e.family("wework_corp_alarm", Kind::Gauge, "1 while the corp's stall alarm is raised.");
+    e.family("wework_corp_alarm", Kind::Gauge, "1 while the corp's alarm is raised (stall, setup or media).");
     for s in &db.states {
         e.sample("wework_corp_alarm", &[("corp", &s.corpid)], if s.alarm { 1.0 } else { 0.0 });
     }

@@ -104,6 +104,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if missing > 0 {
         problems.push(format!("workers: {missing} held corp(s) without a running worker"));
     }
+    for (corp, reason) in state.ingest.setup_failures.lock().unwrap().iter() {
+        problems.push(format!("corp {corp}: fails before pulling: {reason}"));
+    }
     if problems.is_empty() {
         let held = state.control.leases.lock().unwrap().len();
         (StatusCode::OK, format!("ready: {held} corp(s) held\n"))

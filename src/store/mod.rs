@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod primary_keys;
 pub mod retry;
 pub mod quarantine;
+pub mod seed;
 pub mod state;
 
 pub use ident::{CorpId, InvalidCorpId};

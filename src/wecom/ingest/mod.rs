@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::secrets::SecretBox;
+use crate::secrets::{Binding, SecretBox};
 use crate::store::corps::CorpRow;
 use crate::store::media_jobs::enqueue_statement;
 use crate::store::messages::NewMessage;
@@ -137,25 +137,32 @@ impl CorpSpec {
         let corpid = row.corp_id().map_err(|e| setup(e.to_string()))?;
         let stored = store.keys(&corpid).await.map_err(|e| setup(e.to_string()))?;
         let mut versions = Vec::with_capacity(stored.len());
+        // Sealed values open only at the row and column they were sealed for.
+        let id = corpid.to_string();
+        let column = |name: &str| Binding::corplist(name, &id);
         for (ver, text) in stored {
-            versions.push((ver, secrets.open(&text).map_err(|e| setup(format!("key version {ver}: {e}")))?));
+            let place = Binding::corp_key(corpid.as_str(), ver);
+            versions.push((ver, secrets.open(&text, &place).map_err(|e| setup(format!("key version {ver}: {e}")))?));
         }
         let fallback = match &row.prikey {
-            Some(k) => Some(secrets.open(k).map_err(|e| setup(format!("corplist.prikey: {e}")))?),
+            Some(k) => Some(secrets.open(k, &column("prikey")).map_err(|e| setup(format!("corplist.prikey: {e}")))?),
             None => None,
         };
         let keys = KeyRing::build(&versions, fallback.as_deref());
         for (ver, e) in &keys.rejected {
             tracing::warn!(corp = %corpid, version = ver, error = %e, "private key rejected");
         }
-        let secret = secrets.open(&row.secret).map_err(|e| setup(format!("secret: {e}")))?;
+        let secret = secrets.open(&row.secret, &column("secret")).map_err(|e| setup(format!("secret: {e}")))?;
+        let proxy = secrets.open(&row.proxy, &column("proxy")).map_err(|e| setup(format!("proxy: {e}")))?;
         Ok(CorpSpec {
             corpid,
             corpname: row.corpname.clone(),
             secret,
             net: NetOptions {
-                proxy: row.proxy.clone(),
-                passwd: secrets.open(&row.passwd).map_err(|e| setup(format!("passwd: {e}")))?,
+                proxy,
+                passwd: secrets
+                    .open(&row.passwd, &column("passwd"))
+                    .map_err(|e| setup(format!("passwd: {e}")))?,
                 timeout: Duration::from_secs(u64::try_from(row.timeout).unwrap_or(10).clamp(1, 600)),
             },
             limit: u32::try_from(row.limits).unwrap_or(1000).clamp(1, 1000),

@@ -137,6 +137,8 @@ async fn corp_loop(
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    // Whether this worker raised the corp's setup alarm (it clears only its own).
+    let mut setup_alarm = false;
     while !cancel.is_cancelled() {
         let result = async {
             let row = ctx
@@ -146,6 +148,16 @@ async fn corp_loop(
                 .map_err(|e| IngestError::Store { corpid: corpid.to_string(), source: e })?;
             let Some(row) = row.filter(|r| r.enabled()) else { return Ok(false) };
             let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await?;
+            // The message table's DDL is the other step before pulling that
+            // can fail for good (an old table of an unexpected shape): the
+            // Java tool's table is converted first (src/store/seed.rs).
+            let ddl = |e: crate::store::StoreError| IngestError::Setup {
+                corpid: corpid.to_string(),
+                reason: format!("message table: {e}"),
+            };
+            ctx.store.adopt_seed_table(&corpid).await.map_err(ddl)?;
+            ctx.store.ensure_message_table(&corpid).await.map_err(ddl)?;
+            setup_ok(&ctx, &corpid, &mut setup_alarm).await;
             let mut opts = RunOptions::follow(idle);
             // A restart after a failure keeps the lease's token: it still
             // commits while nobody newer claimed the corp, and fails with
@@ -173,11 +185,50 @@ async fn corp_loop(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::error!(corp = %corpid, "worker failed, restarting in {delay:?}: {e}");
+                if let IngestError::Setup { reason, .. } = &e {
+                    setup_failed(&ctx, &corpid, reason, &mut setup_alarm).await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return,
                 }
             }
         }
+    }
+}
+
+/// Prefix of the alarms raised for failures before pulling.
+pub const SETUP_ALARM: &str = "setup: ";
+
+/// A failure before pulling (a key or secret that does not open, a DDL that
+/// fails) does not heal by retrying alone: raise the corp's alarm with the
+/// reason (so `status` exits 1 and `/metrics` shows it) and tell `/readyz`.
+/// The worker keeps retrying with backoff, so a fix is picked up by itself.
+async fn setup_failed(ctx: &IngestContext, corpid: &CorpId, reason: &str, alarmed: &mut bool) {
+    ctx.stats.setup_failures.lock().unwrap().insert(corpid.to_string(), reason.to_owned());
+    let text: String = format!("{SETUP_ALARM}{reason}").chars().take(1000).collect();
+    match ctx.store.raise_alarm(corpid, &text).await {
+        Ok(()) => {
+            if !*alarmed {
+                tracing::error!(corp = %corpid, "ALARM: {text}");
+            }
+            *alarmed = true;
+        }
+        Err(e) => tracing::warn!(corp = %corpid, "raising the setup alarm: {e}"),
+    }
+}
+
+/// Setup succeeded: clear what [`setup_failed`] raised.
+async fn setup_ok(ctx: &IngestContext, corpid: &CorpId, alarmed: &mut bool) {
+    ctx.stats.setup_failures.lock().unwrap().remove(corpid.as_str());
+    if !*alarmed {
+        return;
+    }
+    match ctx.store.clear_alarm_with_prefix(corpid, SETUP_ALARM).await {
+        Ok(()) => {
+            tracing::info!(corp = %corpid, "setup works again: alarm cleared");
+            *alarmed = false;
+        }
+        Err(e) => tracing::warn!(corp = %corpid, "clearing the setup alarm: {e}"),
     }
 }

@@ -22,6 +22,10 @@ pub struct IngestStats {
     pub pull_latency: Mutex<BTreeMap<String, (u64, f64)>>,
     /// Committed cursor per corp.
     pub cursors: Mutex<BTreeMap<String, u64>>,
+    /// Corps whose worker fails before pulling (a key or sealed value that
+    /// does not open, a DDL that fails), with the reason: `/readyz` and
+    /// `/metrics` show them, as the corp's alarm does in `status`.
+    pub setup_failures: Mutex<BTreeMap<String, String>>,
 }
 
 impl IngestStats {
