@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod feishu;
 pub mod http;
 pub mod logging;
 pub mod secrets;
