@@ -309,8 +309,10 @@ impl Config {
         let public_listen: SocketAddr = public_listen_raw.parse().with_context(|| {
             format!("public_listen {public_listen_raw:?} is not an address like 127.0.0.1:29091")
         })?;
-        let public_url =
-            pick!(public_url).unwrap_or_else(|| format!("http://{public_listen}")).trim_end_matches('/').to_owned();
+        let public_url = pick!(public_url)
+            .unwrap_or_else(|| format!("http://{public_listen}"))
+            .trim_end_matches('/')
+            .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("public_url must be an http:// or https:// URL");
         }
@@ -325,10 +327,19 @@ impl Config {
             handout_source: pick!(feishu_handout_source).unwrap_or_else(|| "wework-archive".to_owned()),
             handout_usage: pick!(feishu_handout_usage).unwrap_or_else(|| "feishu-open-api".to_owned()),
             handout_platform: pick!(feishu_handout_platform).unwrap_or_else(|| "feishu".to_owned()),
-            auth_session_ttl: secs("feishu_auth_session_secs", pick!(feishu_auth_session_secs).unwrap_or(86400.0))?,
-            oauth_state_ttl: secs("feishu_oauth_state_secs", pick!(feishu_oauth_state_secs).unwrap_or(600.0))?,
+            auth_session_ttl: secs(
+                "feishu_auth_session_secs",
+                pick!(feishu_auth_session_secs).unwrap_or(86400.0),
+            )?,
+            oauth_state_ttl: secs(
+                "feishu_oauth_state_secs",
+                pick!(feishu_oauth_state_secs).unwrap_or(600.0),
+            )?,
             oauth_scope: pick!(feishu_oauth_scope).unwrap_or_else(|| "offline_access".to_owned()),
-            event_max_age: secs("feishu_event_max_age_secs", pick!(feishu_event_max_age_secs).unwrap_or(300.0))?,
+            event_max_age: secs(
+                "feishu_event_max_age_secs",
+                pick!(feishu_event_max_age_secs).unwrap_or(300.0),
+            )?,
         };
         Ok(Config {
             public_listen,

@@ -5,6 +5,7 @@ mod bench_ingest;
 mod bench_media;
 pub mod corp;
 mod demo;
+mod feishu;
 mod ingest;
 mod media;
 mod seal;
@@ -55,6 +56,9 @@ enum Command {
     /// Benchmarks that print measured ratios (see issue targets).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Feishu apps, token hand-out keys, users, authorization cards and sessions.
+    #[command(subcommand)]
+    Feishu(feishu::FeishuCommand),
     /// The simulated WeCom service (for tests, demos and trying things by hand).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -114,6 +118,7 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
             bench::run(cmd, config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Feishu(cmd) => feishu::run(cmd, config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;
             Ok(ExitCode::SUCCESS)

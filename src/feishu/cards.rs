@@ -42,7 +42,9 @@ pub fn request_card(start_url: &str, session_id: &str) -> Value {
 pub fn outcome_card(state: SessionState) -> Value {
     let (template, title, text) = match state {
         SessionState::Completed => ("green", "Authorized", "Thank you: the archive is authorized."),
-        SessionState::Rejected => ("grey", "Declined", "You declined the authorization. Nothing will be backed up."),
+        SessionState::Rejected => {
+            ("grey", "Declined", "You declined the authorization. Nothing will be backed up.")
+        }
         SessionState::Expired => ("grey", "Expired", "This authorization request has expired."),
         SessionState::Pending => ("blue", "Authorize the archive", "Waiting for your answer."),
     };
@@ -70,9 +72,17 @@ impl Feishu {
         let content = request_card(start.as_str(), &id).to_string();
         let answer = self
             .call_as_app(&app, |token| {
-                ApiRequest::new(Method::POST, &app.base_url, SEND_ROUTE, "/open-apis/im/v1/messages", Auth::Bearer(token.into()))
-                    .query("receive_id_type", "open_id")
-                    .json(json!({"receive_id": open_id, "msg_type": "interactive", "content": content, "uuid": id}))
+                ApiRequest::new(
+                    Method::POST,
+                    &app.base_url,
+                    SEND_ROUTE,
+                    "/open-apis/im/v1/messages",
+                    Auth::Bearer(token.into()),
+                )
+                .query("receive_id_type", "open_id")
+                .json(
+                    json!({"receive_id": open_id, "msg_type": "interactive", "content": content, "uuid": id}),
+                )
             })
             .await?;
         let message_id = answer
@@ -101,7 +111,11 @@ impl Feishu {
     }
 
     /// PATCHes a session's card to show `state`.
-    pub async fn update_session_card(&self, session_id: &str, state: SessionState) -> Result<(), FeishuError> {
+    pub async fn update_session_card(
+        &self,
+        session_id: &str,
+        state: SessionState,
+    ) -> Result<(), FeishuError> {
         let Some(session) = self.store.auth_session(session_id).await? else { return Ok(()) };
         if session.message_id.is_empty() {
             return Ok(());
@@ -110,8 +124,14 @@ impl Feishu {
         let content = outcome_card(state).to_string();
         let path = format!("/open-apis/im/v1/messages/{}", session.message_id);
         self.call_as_app(&app, |token| {
-            ApiRequest::new(Method::PATCH, &app.base_url, PATCH_ROUTE, path.clone(), Auth::Bearer(token.into()))
-                .json(json!({"content": content}))
+            ApiRequest::new(
+                Method::PATCH,
+                &app.base_url,
+                PATCH_ROUTE,
+                path.clone(),
+                Auth::Bearer(token.into()),
+            )
+            .json(json!({"content": content}))
         })
         .await?;
         Ok(())
@@ -139,7 +159,8 @@ impl Feishu {
             return json!({"toast": {"type": "info", "content": "Already answered"},
                           "card": {"type": "raw", "data": outcome_card(session.state)}});
         }
-        match self.store.finish_auth_session(session_id, SessionState::Rejected, "declined on the card").await {
+        match self.store.finish_auth_session(session_id, SessionState::Rejected, "declined on the card").await
+        {
             Ok(_) => {
                 super::FeishuStats::inc(&self.stats.auth_failure, "rejected");
                 tracing::info!(session = session_id, "authorization declined on the card");

@@ -44,7 +44,13 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     /// A request without body or query.
-    pub fn new(method: Method, base_url: &str, route: &'static str, path: impl Into<String>, auth: Auth) -> Self {
+    pub fn new(
+        method: Method,
+        base_url: &str,
+        route: &'static str,
+        path: impl Into<String>,
+        auth: Auth,
+    ) -> Self {
         ApiRequest {
             method,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -149,7 +155,10 @@ impl Api {
             }
             let resp = match builder.send().await {
                 Ok(r) => r,
-                Err(e) if failures < MAX_SERVER_RETRIES && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                Err(e)
+                    if failures < MAX_SERVER_RETRIES
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
                     failures += 1;
                     tracing::debug!(route, "Feishu unreachable ({e}); retry {failures}");
                     tokio::time::sleep(server_error_backoff(failures)).await;
@@ -158,7 +167,8 @@ impl Api {
                 Err(source) => return Err(FeishuError::Transport { route, source }),
             };
             let status = resp.status();
-            let reset = resp.headers().get("x-ogw-ratelimit-reset").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let reset =
+                resp.headers().get("x-ogw-ratelimit-reset").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(source) => return Err(FeishuError::Transport { route, source }),
@@ -187,7 +197,11 @@ impl Api {
             let Some(json) = json else {
                 return Err(FeishuError::Malformed {
                     route,
-                    what: format!("HTTP {} with a body that is not JSON ({} bytes)", status.as_u16(), bytes.len()),
+                    what: format!(
+                        "HTTP {} with a body that is not JSON ({} bytes)",
+                        status.as_u16(),
+                        bytes.len()
+                    ),
                 });
             };
             if code != 0 || !status.is_success() {

@@ -121,7 +121,8 @@ mod tests {
     const A_PLAIN: &str = r#"{"schema":"2.0","header":{"event_id":"5e3702a84e847582be8db7fb73283c02","event_type":"vc.meeting.all_meeting_ended_v1","create_time":"1763707200000","token":"vtok_kudos_test_0001","app_id":"cli_a1b2c3d4e5f6a7b8","tenant_key":"2ca1d211f64f6438"},"event":{"meeting":{"id":"6911188411934433028","topic":"Weekly sync","meeting_no":"235812466","start_time":"1763703600","end_time":"1763707200","host_user":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}},"owner":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}}},"operator":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}}}}"#;
     const A_BODY: &str = r#"{"encrypt":"AAECAwQFBgcICQoLDA0ODx+ti10TiIN5/c51ydDziqPlTPglg+13scfa8EBbllMXc/UMxjVdycFmUq12CKHBf9yD7a9zaTLEFJjvgDflpveVU0h6LGyH2Z7jHQNpuvpaaMY5cJf+XnM+kvOeuj0jmP2GZoBUyc8++xfEqgnsVdI0n992APHhdsOdmhHEksoIFC0ekORCqSNyZ+KP3F50y5H2csWskAhO1Wy7tHcqhuSRN/CX425PF1crFC+yzKMnN+ORXx6mU1T5hUDvbl7RMHBpvuwMxB48kXtMu5U8w3KLJFLby7inMeQDKGqxhM7E0Gj+fIusJ95UTPOBuSaHVbUbtbRAOX2SjcOYH/XtFnslOrjfdRBDtxqncUOlOMzegGNXcFwRbo/feRHIkHInQn2M5ArXFX2/LYgeo3Z/Fe9tgzUU/iP6yWhQju234YJdtQK8T/bAJvATBIrzBsTxgCfnVEVrKLuRgYtimdW/W+zKMS5ThTku0bOSd2JZNq6yNvAWYZtfpJQfG225Eh4Mqj6grA9vMtQqx+O1mDEtxqm++HR8rX2NTtXdNYHUfmTg0+CQOGnc/MMdW4IJxpGv5GTV6YJzw/TYkHGcbNS9a5rrgUVcFtPErMeVufthiUVDsjbYQfyBfEZ72Baxc5sBVAzxyTyu6eS+jYZwY6+BPOwUIs8SIW3ufnZOW4CmLPU7ZqhvRjqlhoR70Z+ZGvRs5Iwdbn2m1AENbjQF/XSuUyEPOERaj/cRxTNkZMBe+gi6rR6MNHvs9tga8Nv0sDzxqeOQfbTWJI0sFWnUx+/bImc="}"#;
     const A_SIG: &str = "ccb1b8383fb37649d9f4cb052aefa347f8bd2dcf1119cea8741ac4dd820f80e8";
-    const B_PLAIN: &str = r#"{"challenge":"ajls384kdjx98XX","token":"vtok_kudos_test_0001","type":"url_verification"}"#;
+    const B_PLAIN: &str =
+        r#"{"challenge":"ajls384kdjx98XX","token":"vtok_kudos_test_0001","type":"url_verification"}"#;
     const B_BODY: &str = r#"{"encrypt":"AAECAwQFBgcICQoLDA0ODx0lnRNjoF80a4HmN4U/QBrO4VQyPFzcG303RdT3DDSXqxRgKGOdX7Lx3oHE2neLlySSl33qtGP+rwQ03ymi5QZVHpGf5+v02jDCIV715PhBHx6hVhaEPAZOTIoqN2dZ+A=="}"#;
     const B_SIG: &str = "2e000bf0d286a39c8fed8ea87127e1ac209300a509f115f4ac96171d9906465d";
 
@@ -132,13 +133,19 @@ mod tests {
 
     #[test]
     fn key_is_sha256_of_the_encrypt_key() {
-        assert_eq!(hex::encode(aes_key(EK)), "7cb713356f07b53d6d42fc476ea5b23144b9a203ad8d874c1c3a63ad1f955b89");
+        assert_eq!(
+            hex::encode(aes_key(EK)),
+            "7cb713356f07b53d6d42fc476ea5b23144b9a203ad8d874c1c3a63ad1f955b89"
+        );
     }
 
     #[test]
     fn vector_a_and_b_decrypt_exactly() {
         assert_eq!(decrypt(EK, &encrypt_field(A_BODY)).unwrap(), A_PLAIN);
-        assert_eq!(sha256_hex(A_PLAIN.as_bytes()), "d5bb83919512dc80a3444ac0e9dacfc3edf0b1ba14b7de2ceb15774d5b91f8de");
+        assert_eq!(
+            sha256_hex(A_PLAIN.as_bytes()),
+            "d5bb83919512dc80a3444ac0e9dacfc3edf0b1ba14b7de2ceb15774d5b91f8de"
+        );
         assert_eq!(decrypt(EK, &encrypt_field(B_BODY)).unwrap(), B_PLAIN);
     }
 

@@ -160,7 +160,12 @@ pub fn verify_push(
     let (Some(event_id), Some(event_type)) = (event_id.filter(valid_id), event_type.filter(valid_id)) else {
         return Err(Refusal::Malformed);
     };
-    Ok(Verified::Event { event_id: event_id.to_owned(), event_type: event_type.to_owned(), plaintext, envelope })
+    Ok(Verified::Event {
+        event_id: event_id.to_owned(),
+        event_type: event_type.to_owned(),
+        plaintext,
+        envelope,
+    })
 }
 
 /// What the webhook answers.
@@ -180,7 +185,12 @@ const DEDUPE_TTL_S: u64 = 24 * 3600;
 impl Feishu {
     /// Handles one push for `app_id`: verify, de-duplicate, store, answer;
     /// processing continues in the background after the answer.
-    pub async fn receive_push(self: &std::sync::Arc<Self>, app_id: &str, headers: &SignatureHeaders, body: &[u8]) -> PushAnswer {
+    pub async fn receive_push(
+        self: &std::sync::Arc<Self>,
+        app_id: &str,
+        headers: &SignatureHeaders,
+        body: &[u8],
+    ) -> PushAnswer {
         let answer = self.receive_inner(app_id, headers, body).await;
         match &answer {
             PushAnswer::Refused(r) => {
@@ -194,7 +204,12 @@ impl Feishu {
         answer
     }
 
-    async fn receive_inner(self: &std::sync::Arc<Self>, app_id: &str, headers: &SignatureHeaders, body: &[u8]) -> PushAnswer {
+    async fn receive_inner(
+        self: &std::sync::Arc<Self>,
+        app_id: &str,
+        headers: &SignatureHeaders,
+        body: &[u8],
+    ) -> PushAnswer {
         if !crate::store::feishu_apps::valid_app_id(app_id) {
             return PushAnswer::Refused(Refusal::UnknownApp);
         }
@@ -215,7 +230,9 @@ impl Feishu {
                 tracing::info!(app = %app.app_id, "url_verification answered");
                 return PushAnswer::Ok(json!({"challenge": c}));
             }
-            Verified::Event { event_id, event_type, plaintext, envelope } => (event_id, event_type, plaintext, envelope),
+            Verified::Event { event_id, event_type, plaintext, envelope } => {
+                (event_id, event_type, plaintext, envelope)
+            }
         };
         // Fast path across instances: Redis SET NX. Its answer is only a
         // shortcut: the database insert below decides.
@@ -225,7 +242,14 @@ impl Feishu {
                 let k = dedupe_key.clone();
                 let r: Result<Option<String>, _> = redis
                     .run(|mut c| async move {
-                        redis::cmd("SET").arg(k).arg("1").arg("NX").arg("EX").arg(DEDUPE_TTL_S).query_async(&mut c).await
+                        redis::cmd("SET")
+                            .arg(k)
+                            .arg("1")
+                            .arg("NX")
+                            .arg("EX")
+                            .arg(DEDUPE_TTL_S)
+                            .query_async(&mut c)
+                            .await
                     })
                     .await;
                 match r {
@@ -236,7 +260,12 @@ impl Feishu {
             }
             None => false,
         };
-        let stored = StoredEvent { app_id: app.app_id.clone(), event_id: event_id.clone(), event_type: event_type.clone(), payload: plaintext };
+        let stored = StoredEvent {
+            app_id: app.app_id.clone(),
+            event_id: event_id.clone(),
+            event_type: event_type.clone(),
+            payload: plaintext,
+        };
         match self.store.insert_feishu_event(&stored).await {
             Ok(true) => {}
             Ok(false) => return PushAnswer::Refused(Refusal::Replayed),
@@ -245,7 +274,11 @@ impl Feishu {
                 if claimed_in_redis {
                     // Let the retry through.
                     if let Some(redis) = &self.redis {
-                        let _ = redis.run(|mut c| async move { redis::cmd("DEL").arg(dedupe_key).query_async::<i64>(&mut c).await }).await;
+                        let _ = redis
+                            .run(|mut c| async move {
+                                redis::cmd("DEL").arg(dedupe_key).query_async::<i64>(&mut c).await
+                            })
+                            .await;
                     }
                 }
                 return PushAnswer::Unavailable;
@@ -309,14 +342,19 @@ mod tests {
     }
 
     fn headers(ts: &str, sig: &str) -> SignatureHeaders {
-        SignatureHeaders { timestamp: Some(ts.into()), nonce: Some("a1b2c3d4e5".into()), signature: Some(sig.into()) }
+        SignatureHeaders {
+            timestamp: Some(ts.into()),
+            nonce: Some("a1b2c3d4e5".into()),
+            signature: Some(sig.into()),
+        }
     }
 
     const MAX: Duration = Duration::from_secs(300);
 
     #[test]
     fn vector_a_is_accepted() {
-        let v = verify_push(&app(), &headers("1763707200", A_SIG), A_BODY.trim().as_bytes(), 1763707260, MAX).unwrap();
+        let v = verify_push(&app(), &headers("1763707200", A_SIG), A_BODY.trim().as_bytes(), 1763707260, MAX)
+            .unwrap();
         let Verified::Event { event_id, event_type, envelope, .. } = v else { panic!("{v:?}") };
         assert_eq!(event_id, "5e3702a84e847582be8db7fb73283c02");
         assert_eq!(event_type, "vc.meeting.all_meeting_ended_v1");
@@ -327,9 +365,15 @@ mod tests {
     fn vector_b_answers_the_challenge_signed_or_not() {
         let want = Verified::Challenge("ajls384kdjx98XX".into());
         let sig = "2e000bf0d286a39c8fed8ea87127e1ac209300a509f115f4ac96171d9906465d";
-        assert_eq!(verify_push(&app(), &headers("1763707200", sig), B_BODY.as_bytes(), 0, MAX), Ok(want.clone()));
+        assert_eq!(
+            verify_push(&app(), &headers("1763707200", sig), B_BODY.as_bytes(), 0, MAX),
+            Ok(want.clone())
+        );
         assert_eq!(verify_push(&app(), &SignatureHeaders::default(), B_BODY.as_bytes(), 0, MAX), Ok(want));
-        assert_eq!(verify_push(&app(), &headers("1763707200", A_SIG), B_BODY.as_bytes(), 0, MAX), Err(Refusal::BadSignature));
+        assert_eq!(
+            verify_push(&app(), &headers("1763707200", A_SIG), B_BODY.as_bytes(), 0, MAX),
+            Err(Refusal::BadSignature)
+        );
     }
 
     #[test]
@@ -355,13 +399,21 @@ mod tests {
             }
             let body = json!({"encrypt": encrypt(EK, env.to_string().as_bytes())}).to_string();
             let sig = signature("1763707200", "n", EK, body.as_bytes());
-            let h = SignatureHeaders { timestamp: Some("1763707200".into()), nonce: Some("n".into()), signature: Some(sig) };
+            let h = SignatureHeaders {
+                timestamp: Some("1763707200".into()),
+                nonce: Some("n".into()),
+                signature: Some(sig),
+            };
             assert_eq!(check(&h, body.as_bytes(), now), Refusal::BadToken);
         }
         // Encrypted with another key.
         let body = json!({"encrypt": encrypt("other", b"{}")}).to_string();
         let sig = signature("1763707200", "n", EK, body.as_bytes());
-        let h = SignatureHeaders { timestamp: Some("1763707200".into()), nonce: Some("n".into()), signature: Some(sig) };
+        let h = SignatureHeaders {
+            timestamp: Some("1763707200".into()),
+            nonce: Some("n".into()),
+            signature: Some(sig),
+        };
         assert!(matches!(check(&h, body.as_bytes(), now), Refusal::Undecryptable | Refusal::Malformed));
     }
 }

@@ -72,8 +72,17 @@ mod tests {
         assert_eq!(h.expire_time, "2025-11-21 16:40:00");
         assert_eq!((h.expire_timestamp, h.valid_duration_seconds), (1_763_714_400, 7140));
         let j = serde_json::to_value(&h).unwrap();
-        for k in ["access_token", "expire_time", "expire_timestamp", "valid_duration_seconds", "generated_time",
-                  "generated_timestamp", "source", "usage", "platform"] {
+        for k in [
+            "access_token",
+            "expire_time",
+            "expire_timestamp",
+            "valid_duration_seconds",
+            "generated_time",
+            "generated_timestamp",
+            "source",
+            "usage",
+            "platform",
+        ] {
             assert!(j.get(k).is_some(), "{k}");
         }
     }

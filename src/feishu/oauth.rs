@@ -55,7 +55,11 @@ pub fn needs_refresh(tokens: &UserTokens, now_s: i64) -> bool {
 
 /// A token answer as a pair. `previous_refresh` is kept when Feishu sends no
 /// new refresh token (no `offline_access`).
-pub fn grant_to_tokens(answer: &Value, now_s: i64, previous_refresh: Option<&str>) -> Result<UserTokens, FeishuError> {
+pub fn grant_to_tokens(
+    answer: &Value,
+    now_s: i64,
+    previous_refresh: Option<&str>,
+) -> Result<UserTokens, FeishuError> {
     let access = str_field(answer, "access_token").filter(|t| !t.is_empty());
     let Some(access_token) = access else {
         return Err(FeishuError::Malformed { route: TOKEN_ROUTE, what: "no access_token".into() });
@@ -145,8 +149,14 @@ impl Feishu {
         outcome
     }
 
-    async fn finish_inner(&self, code: Option<&str>, state: Option<&str>, error: Option<&str>) -> CallbackOutcome {
-        let refused = |reason, message: &str| CallbackOutcome::Refused { reason, message: message.to_owned() };
+    async fn finish_inner(
+        &self,
+        code: Option<&str>,
+        state: Option<&str>,
+        error: Option<&str>,
+    ) -> CallbackOutcome {
+        let refused =
+            |reason, message: &str| CallbackOutcome::Refused { reason, message: message.to_owned() };
         let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 64) else {
             return refused("missing_state", "The link has no valid state. Start the authorization again.");
         };
@@ -169,7 +179,8 @@ impl Feishu {
         };
         if let Some(err) = error.filter(|e| !e.is_empty()) {
             if let Some(s) = &bound.session_id {
-                self.close_session(s, crate::store::feishu_auth_sessions::SessionState::Rejected, "declined").await;
+                self.close_session(s, crate::store::feishu_auth_sessions::SessionState::Rejected, "declined")
+                    .await;
             }
             tracing::info!(app = %bound.app_id, error = %err.chars().take(64).collect::<String>(), "authorization declined");
             return refused("rejected", "Authorization was declined.");
@@ -188,15 +199,25 @@ impl Feishu {
             "code": code,
             "redirect_uri": self.redirect_uri(),
         });
-        let req = ApiRequest::new(Method::POST, &app.base_url, TOKEN_ROUTE, "/open-apis/authen/v2/oauth/token", Auth::None)
-            .json(body);
-        let tokens = match self.api.send(&app.app_id, req).await.and_then(|a| grant_to_tokens(&a, now_s(), None)) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::info!(app = %app.app_id, "OAuth code exchange refused: {e}");
-                return refused("code_exchange", "Feishu did not accept the authorization code (expired or used).");
-            }
-        };
+        let req = ApiRequest::new(
+            Method::POST,
+            &app.base_url,
+            TOKEN_ROUTE,
+            "/open-apis/authen/v2/oauth/token",
+            Auth::None,
+        )
+        .json(body);
+        let tokens =
+            match self.api.send(&app.app_id, req).await.and_then(|a| grant_to_tokens(&a, now_s(), None)) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(app = %app.app_id, "OAuth code exchange refused: {e}");
+                    return refused(
+                        "code_exchange",
+                        "Feishu did not accept the authorization code (expired or used).",
+                    );
+                }
+            };
         FeishuStats::inc(&self.stats.token_refreshes, "user");
         let (open_id, name) = match self.user_info(&app, &tokens.access_token).await {
             Ok(who) => who,
@@ -210,12 +231,15 @@ impl Feishu {
                 return refused("wrong_user", "This link was made for someone else.");
             }
         }
-        if let Err(e) = self.store.save_authorized_user(&app.app_id, &open_id, &name, &tokens, &self.config.secrets).await {
+        if let Err(e) =
+            self.store.save_authorized_user(&app.app_id, &open_id, &name, &tokens, &self.config.secrets).await
+        {
             tracing::warn!(app = %app.app_id, "saving an authorized user: {e}");
             return refused("internal", "The archive could not save the authorization. Try again later.");
         }
         if let Some(s) = &bound.session_id {
-            self.close_session(s, crate::store::feishu_auth_sessions::SessionState::Completed, "authorized").await;
+            self.close_session(s, crate::store::feishu_auth_sessions::SessionState::Completed, "authorized")
+                .await;
         }
         // The state was made at /auth/start, its lifetime before its expiry.
         let started_ms = bound.expires_at_ms - self.config.feishu.oauth_state_ttl.as_millis() as i64;
@@ -225,7 +249,11 @@ impl Feishu {
     }
 
     /// `(open_id, name)` of a user token's owner.
-    pub async fn user_info(&self, app: &FeishuApp, access_token: &str) -> Result<(String, String), FeishuError> {
+    pub async fn user_info(
+        &self,
+        app: &FeishuApp,
+        access_token: &str,
+    ) -> Result<(String, String), FeishuError> {
         let req = ApiRequest::new(
             Method::GET,
             &app.base_url,
@@ -252,11 +280,10 @@ impl Feishu {
     }
 
     async fn load_user(&self, app: &FeishuApp, open_id: &str) -> Result<FeishuUser, FeishuError> {
-        let user = self
-            .store
-            .feishu_user(&app.app_id, open_id, &self.config.secrets)
-            .await?
-            .ok_or_else(|| FeishuError::NoUser { app_id: app.app_id.clone(), open_id: open_id.to_owned() })?;
+        let user =
+            self.store.feishu_user(&app.app_id, open_id, &self.config.secrets).await?.ok_or_else(|| {
+                FeishuError::NoUser { app_id: app.app_id.clone(), open_id: open_id.to_owned() }
+            })?;
         if user.state == UserState::NeedsReauth {
             return Err(FeishuError::NeedsReauth {
                 app_id: app.app_id.clone(),
@@ -326,13 +353,23 @@ impl Feishu {
             "client_secret": app.app_secret,
             "refresh_token": user.tokens.refresh_token,
         });
-        let req = ApiRequest::new(Method::POST, &app.base_url, TOKEN_ROUTE, "/open-apis/authen/v2/oauth/token", Auth::None)
-            .json(body);
+        let req = ApiRequest::new(
+            Method::POST,
+            &app.base_url,
+            TOKEN_ROUTE,
+            "/open-apis/authen/v2/oauth/token",
+            Auth::None,
+        )
+        .json(body);
         match self.api.send(&app.app_id, req).await {
             Ok(answer) => {
                 let tokens = grant_to_tokens(&answer, now_s(), Some(&user.tokens.refresh_token))?;
                 FeishuStats::inc(&self.stats.token_refreshes, "user");
-                if self.store.swap_user_tokens(&app.app_id, open_id, user.version, &tokens, &self.config.secrets).await? {
+                if self
+                    .store
+                    .swap_user_tokens(&app.app_id, open_id, user.version, &tokens, &self.config.secrets)
+                    .await?
+                {
                     tracing::info!(app = %app.app_id, open_id, "user token refreshed");
                     return self.load_user(app, open_id).await;
                 }
@@ -342,13 +379,16 @@ impl Feishu {
             Err(e) => {
                 FeishuStats::inc(&self.stats.token_refresh_failures, "user");
                 let after = self.store.feishu_user(&app.app_id, open_id, &self.config.secrets).await?;
-                if let Some(after) = after.filter(|a| a.version != user.version && a.state == UserState::Active) {
+                if let Some(after) =
+                    after.filter(|a| a.version != user.version && a.state == UserState::Active)
+                {
                     // Another process refreshed with the same refresh token first.
                     return Ok(after);
                 }
                 // A refusal (4xx with a code other than "server error, retry")
                 // is final; a transport failure or 5xx is not.
-                let dead = matches!(&e, FeishuError::Api { status, code, .. } if *status < 500 && *code != 20050);
+                let dead =
+                    matches!(&e, FeishuError::Api { status, code, .. } if *status < 500 && *code != 20050);
                 if dead || e.code().is_some_and(|c| REFRESH_DEAD.contains(&c)) {
                     let why = format!("refresh refused: {e}");
                     if self.store.mark_user_needs_reauth(&app.app_id, open_id, user.version, &why).await? {
@@ -377,7 +417,14 @@ impl Feishu {
             let (k, o) = (key.to_owned(), owner.to_owned());
             let took: Result<Option<String>, _> = redis
                 .run(|mut c| async move {
-                    redis::cmd("SET").arg(k).arg(o).arg("NX").arg("PX").arg(ttl.as_millis() as u64).query_async(&mut c).await
+                    redis::cmd("SET")
+                        .arg(k)
+                        .arg(o)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .query_async(&mut c)
+                        .await
                 })
                 .await;
             match took {
@@ -396,7 +443,8 @@ impl Feishu {
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
         );
         let (k, o) = (key.to_owned(), owner.to_owned());
-        let _ = redis.run(|mut c| async move { script.key(k).arg(o).invoke_async::<i64>(&mut c).await }).await;
+        let _ =
+            redis.run(|mut c| async move { script.key(k).arg(o).invoke_async::<i64>(&mut c).await }).await;
     }
 }
 
@@ -417,8 +465,16 @@ mod tests {
 
     #[test]
     fn authorize_url_goes_to_the_accounts_host_or_the_fake() {
-        let u = authorize_url(&app("https://open.feishu.cn"), "http://127.0.0.1:29091/auth/callback", "st", "offline_access");
-        assert!(u.starts_with("https://accounts.feishu.cn/open-apis/authen/v1/authorize?client_id=cli_x&"), "{u}");
+        let u = authorize_url(
+            &app("https://open.feishu.cn"),
+            "http://127.0.0.1:29091/auth/callback",
+            "st",
+            "offline_access",
+        );
+        assert!(
+            u.starts_with("https://accounts.feishu.cn/open-apis/authen/v1/authorize?client_id=cli_x&"),
+            "{u}"
+        );
         assert!(u.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A29091%2Fauth%2Fcallback"), "{u}");
         assert!(u.contains("state=st") && u.contains("scope=offline_access"), "{u}");
         let u = authorize_url(&app("http://127.0.0.1:5000/"), "r", "st", "s");

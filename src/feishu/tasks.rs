@@ -84,7 +84,9 @@ async fn push_tokens(feishu: Arc<Feishu>, url: String, cancel: CancellationToken
                     tracing::info!(app = %app_id, "pushed the refreshed token");
                     break;
                 }
-                Ok(r) => tracing::warn!(app = %app_id, status = r.status().as_u16(), "token push refused (attempt {attempt})"),
+                Ok(r) => {
+                    tracing::warn!(app = %app_id, status = r.status().as_u16(), "token push refused (attempt {attempt})")
+                }
                 Err(e) => tracing::warn!(app = %app_id, "token push failed (attempt {attempt}): {e}"),
             }
             tokio::time::sleep(Duration::from_secs(attempt as u64)).await;

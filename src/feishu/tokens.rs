@@ -253,7 +253,10 @@ impl AppTokens {
         let expire = int_field(&answer, "expire").filter(|e| *e > 0);
         let (Some(token), Some(expire)) = (token, expire) else {
             FeishuStats::inc(&self.stats.token_refresh_failures, kind.as_str());
-            return Err(FeishuError::Malformed { route: kind.route(), what: format!("no {} and expire", kind.field()) });
+            return Err(FeishuError::Malformed {
+                route: kind.route(),
+                what: format!("no {} and expire", kind.field()),
+            });
         };
         FeishuStats::inc(&self.stats.token_refreshes, kind.as_str());
         tracing::info!(app = %app.app_id, kind = kind.as_str(), expire_s = expire, "fetched an access token");
@@ -284,7 +287,9 @@ impl AppTokens {
                 "local v = redis.call('GET', KEYS[1]) \
                  if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end return 0",
             );
-            let _ = redis.run(|mut c| async move { script.key(cache).arg(needle).invoke_async::<i64>(&mut c).await }).await;
+            let _ = redis
+                .run(|mut c| async move { script.key(cache).arg(needle).invoke_async::<i64>(&mut c).await })
+                .await;
         }
     }
 }
@@ -297,7 +302,12 @@ mod tests {
     fn refresh_thirty_minutes_before_expiry() {
         let now = 1_000_000;
         assert_eq!(refresh_at(now, 7200), now + 5400 * 1000);
-        let t = AppToken { token: "t".into(), expires_at_ms: now + 7_200_000, generated_at_ms: now, refresh_at_ms: refresh_at(now, 7200) };
+        let t = AppToken {
+            token: "t".into(),
+            expires_at_ms: now + 7_200_000,
+            generated_at_ms: now,
+            refresh_at_ms: refresh_at(now, 7200),
+        };
         assert!(t.fresh(now + 5_399_000));
         assert!(!t.fresh(now + 5_400_000), "under 30 min left: fetch again");
     }

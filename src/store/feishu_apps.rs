@@ -49,7 +49,8 @@ pub(crate) fn open(secrets: &SecretBox, stored: &str) -> Result<String, StoreErr
 /// Whether an app id looks like one (`cli_` and identifier characters): it ends
 /// up in URLs, Redis keys and log lines.
 pub fn valid_app_id(app_id: &str) -> bool {
-    (3..=64).contains(&app_id.len()) && app_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (3..=64).contains(&app_id.len())
+        && app_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 type AppRow = (String, String, String, String, String, bool);
@@ -95,7 +96,11 @@ impl Store {
     }
 
     /// One app, if it exists.
-    pub async fn feishu_app(&self, app_id: &str, secrets: &SecretBox) -> Result<Option<FeishuApp>, StoreError> {
+    pub async fn feishu_app(
+        &self,
+        app_id: &str,
+        secrets: &SecretBox,
+    ) -> Result<Option<FeishuApp>, StoreError> {
         let mut conn = self.conn().await?;
         let row: Option<AppRow> =
             conn.exec_first(format!("SELECT {COLUMNS} FROM feishu_apps WHERE app_id = ?"), (app_id,)).await?;
@@ -105,7 +110,8 @@ impl Store {
     /// Every app, by id.
     pub async fn feishu_apps(&self, secrets: &SecretBox) -> Result<Vec<FeishuApp>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<AppRow> = conn.query(format!("SELECT {COLUMNS} FROM feishu_apps ORDER BY app_id")).await?;
+        let rows: Vec<AppRow> =
+            conn.query(format!("SELECT {COLUMNS} FROM feishu_apps ORDER BY app_id")).await?;
         rows.into_iter().map(|r| from_row(secrets, r)).collect()
     }
 }

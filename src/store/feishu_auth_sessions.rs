@@ -72,7 +72,13 @@ pub struct SessionCounts {
 
 impl Store {
     /// Creates a pending session.
-    pub async fn create_auth_session(&self, id: &str, app_id: &str, open_id: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn create_auth_session(
+        &self,
+        id: &str,
+        app_id: &str,
+        open_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
             "INSERT INTO feishu_auth_sessions (id, app_id, open_id, expires_at) VALUES (?, ?, ?, ?)",
@@ -85,7 +91,8 @@ impl Store {
     /// Records the card's message id.
     pub async fn set_auth_session_message(&self, id: &str, message_id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        conn.exec_drop("UPDATE feishu_auth_sessions SET message_id = ? WHERE id = ?", (message_id, id)).await?;
+        conn.exec_drop("UPDATE feishu_auth_sessions SET message_id = ? WHERE id = ?", (message_id, id))
+            .await?;
         Ok(())
     }
 
@@ -109,7 +116,12 @@ impl Store {
     }
 
     /// Moves a pending session to `to`; true when this call made the change.
-    pub async fn finish_auth_session(&self, id: &str, to: SessionState, reason: &str) -> Result<bool, StoreError> {
+    pub async fn finish_auth_session(
+        &self,
+        id: &str,
+        to: SessionState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let reason: String = reason.chars().take(250).collect();
         conn.exec_drop(
@@ -126,7 +138,10 @@ impl Store {
     pub async fn expire_auth_sessions(&self, now: i64) -> Result<Vec<AuthSession>, StoreError> {
         let mut conn = self.conn().await?;
         let ids: Vec<String> = conn
-            .exec("SELECT id FROM feishu_auth_sessions WHERE state = 'pending' AND expires_at <= ? LIMIT 1000", (now,))
+            .exec(
+                "SELECT id FROM feishu_auth_sessions WHERE state = 'pending' AND expires_at <= ? LIMIT 1000",
+                (now,),
+            )
             .await?;
         drop(conn);
         let mut out = Vec::new();

@@ -36,13 +36,21 @@ impl Store {
     pub async fn feishu_event_exists(&self, app_id: &str, event_id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let n: Option<u64> = conn
-            .exec_first("SELECT COUNT(*) FROM feishu_events WHERE app_id = ? AND event_id = ?", (app_id, event_id))
+            .exec_first(
+                "SELECT COUNT(*) FROM feishu_events WHERE app_id = ? AND event_id = ?",
+                (app_id, event_id),
+            )
             .await?;
         Ok(n.unwrap_or(0) > 0)
     }
 
     /// Marks an event processed (with the error, if processing failed).
-    pub async fn mark_feishu_event_processed(&self, app_id: &str, event_id: &str, error: &str) -> Result<(), StoreError> {
+    pub async fn mark_feishu_event_processed(
+        &self,
+        app_id: &str,
+        event_id: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let error: String = error.chars().take(500).collect();
         conn.exec_drop(
@@ -67,7 +75,12 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(app_id, event_id, event_type, payload)| StoredEvent { app_id, event_id, event_type, payload })
+            .map(|(app_id, event_id, event_type, payload)| StoredEvent {
+                app_id,
+                event_id,
+                event_type,
+                payload,
+            })
             .collect())
     }
 

@@ -32,11 +32,7 @@ pub enum StateRefusal {
 
 impl Store {
     /// Records a new state.
-    pub async fn create_oauth_state(
-        &self,
-        state: &str,
-        bound: &OAuthState,
-    ) -> Result<(), StoreError> {
+    pub async fn create_oauth_state(&self, state: &str, bound: &OAuthState) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
             "INSERT INTO feishu_oauth_states (state, app_id, open_id, session_id, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -48,7 +44,11 @@ impl Store {
 
     /// Consumes a state at `now` (unix milliseconds): exactly one caller ever gets
     /// `Ok`, even when two callbacks race (the UPDATE is the arbiter).
-    pub async fn consume_oauth_state(&self, state: &str, now: i64) -> Result<Result<OAuthState, StateRefusal>, StoreError> {
+    pub async fn consume_oauth_state(
+        &self,
+        state: &str,
+        now: i64,
+    ) -> Result<Result<OAuthState, StateRefusal>, StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
             "UPDATE feishu_oauth_states SET used_at = CURRENT_TIMESTAMP(3)

@@ -38,7 +38,10 @@ impl Store {
                  FROM feishu_token_keys ORDER BY name",
             )
             .await?;
-        Ok(rows.into_iter().map(|(name, created_at, revoked_at)| TokenKeyInfo { name, created_at, revoked_at }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(name, created_at, revoked_at)| TokenKeyInfo { name, created_at, revoked_at })
+            .collect())
     }
 
     /// Revokes a key; false when there is no such active key.
@@ -56,12 +59,20 @@ impl Store {
     pub async fn token_key_name(&self, key_hash: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(conn
-            .exec_first("SELECT name FROM feishu_token_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
+            .exec_first(
+                "SELECT name FROM feishu_token_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                (key_hash,),
+            )
             .await?)
     }
 
     /// Records one hand-out.
-    pub async fn audit_token_handout(&self, key_name: &str, app_id: &str, peer: &str) -> Result<(), StoreError> {
+    pub async fn audit_token_handout(
+        &self,
+        key_name: &str,
+        app_id: &str,
+        peer: &str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
             "INSERT INTO feishu_token_audit (key_name, app_id, peer) VALUES (?, ?, ?)",

@@ -149,7 +149,10 @@ impl Store {
         )
         .await?;
         let v: Option<u64> = conn
-            .exec_first("SELECT version FROM feishu_users WHERE app_id = ? AND open_id = ?", (app_id, open_id))
+            .exec_first(
+                "SELECT version FROM feishu_users WHERE app_id = ? AND open_id = ?",
+                (app_id, open_id),
+            )
             .await?;
         Ok(v.unwrap_or(1))
     }
@@ -163,7 +166,10 @@ impl Store {
     ) -> Result<Option<FeishuUser>, StoreError> {
         let mut conn = self.conn().await?;
         let row: Option<UserRow> = conn
-            .exec_first(format!("SELECT {COLUMNS} FROM feishu_users WHERE app_id = ? AND open_id = ?"), (app_id, open_id))
+            .exec_first(
+                format!("SELECT {COLUMNS} FROM feishu_users WHERE app_id = ? AND open_id = ?"),
+                (app_id, open_id),
+            )
             .await?;
         row.map(|r| from_row(secrets, r)).transpose()
     }
@@ -241,7 +247,10 @@ impl Store {
     pub async fn count_active_user_tokens(&self, now: i64) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
         let n: Option<u64> = conn
-            .exec_first("SELECT COUNT(*) FROM feishu_users WHERE state = 'active' AND access_expires_at > ?", (now,))
+            .exec_first(
+                "SELECT COUNT(*) FROM feishu_users WHERE state = 'active' AND access_expires_at > ?",
+                (now,),
+            )
             .await?;
         Ok(n.unwrap_or(0))
     }
