@@ -68,6 +68,9 @@ enum Command {
 enum SimCommand {
     /// Serve a fake qyapi.weixin.qq.com (HTTP CONNECT/SOCKS5 proxy + TLS) and write a manifest.
     Serve(wework_archive_sim::ServeArgs),
+    /// Serve a fake Feishu Open Platform (API, OAuth pages, pushes, long connection) and write a
+    /// manifest (shared/feishu/FAKE.md).
+    Feishu(wework_archive_sim::feishu::FeishuArgs),
 }
 
 /// Parses the command line, runs it and maps errors to exit codes
@@ -121,6 +124,10 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         Command::Feishu(cmd) => feishu::run(cmd, config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(SimCommand::Feishu(args)) => {
+            wework_archive_sim::feishu::serve_feishu_cli(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
