@@ -4,6 +4,7 @@
 
 mod common;
 mod control;
+mod feishu;
 mod ingest;
 mod media;
 mod sdk;

@@ -106,11 +106,16 @@ fn tls_config() -> Result<rustls::ClientConfig, FeishuError> {
         .with_no_client_auth())
 }
 
+/// A reqwest builder with this module's TLS (aws-lc-rs, webpki roots):
+/// reqwest is built without a default provider, so every client starts here.
+pub fn client_builder() -> Result<reqwest::ClientBuilder, FeishuError> {
+    Ok(reqwest::Client::builder().use_preconfigured_tls(tls_config()?))
+}
+
 impl Api {
     /// A client with a 30 s timeout per request.
     pub fn new() -> Result<Api, FeishuError> {
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config()?)
+        let http = client_builder()?
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("wework-archive/", env!("CARGO_PKG_VERSION")))

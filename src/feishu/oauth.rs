@@ -378,6 +378,11 @@ impl Feishu {
             }
             Err(e) => {
                 FeishuStats::inc(&self.stats.token_refresh_failures, "user");
+                if e.code() == Some(20073) {
+                    // "Already used": someone else is refreshing this pair right
+                    // now (no Redis, or its lock expired); give them a moment to save.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
                 let after = self.store.feishu_user(&app.app_id, open_id, &self.config.secrets).await?;
                 if let Some(after) =
                     after.filter(|a| a.version != user.version && a.state == UserState::Active)

@@ -206,7 +206,10 @@ impl Store {
         Ok(conn.affected_rows() == 1)
     }
 
-    /// Marks the user `needs_reauth` if still at `expected_version`; true when marked.
+    /// Marks the user `needs_reauth` if still at `expected_version`; true when
+    /// marked. The version is left as it is, so a concurrent refresher that
+    /// read the same version and is about to save its new pair still can
+    /// (its save makes the user active again).
     pub async fn mark_user_needs_reauth(
         &self,
         app_id: &str,
@@ -217,7 +220,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let reason: String = reason.chars().take(500).collect();
         conn.exec_drop(
-            "UPDATE feishu_users SET state = 'needs_reauth', last_error = ?, version = version + 1
+            "UPDATE feishu_users SET state = 'needs_reauth', last_error = ?
              WHERE app_id = ? AND open_id = ? AND version = ?",
             (reason, app_id, open_id, expected_version),
         )

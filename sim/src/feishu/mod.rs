@@ -80,7 +80,12 @@ impl Default for FeishuConfig {
             refresh_token_ttl: Duration::from_secs(604_800),
             event_url: None,
             faults: FeishuFaults::default(),
-            retry_delays: vec![Duration::from_secs(15), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(21600)],
+            retry_delays: vec![
+                Duration::from_secs(15),
+                Duration::from_secs(300),
+                Duration::from_secs(3600),
+                Duration::from_secs(21600),
+            ],
             export_delay: Duration::from_millis(1500),
         }
     }

@@ -74,11 +74,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/open-apis/authen/v2/oauth/token", post(auth::oauth_token))
         .route("/open-apis/authen/v1/user_info", get(auth::user_info))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), limits::layer));
-    Router::new()
-        .merge(api)
-        .merge(control::router())
-        .fallback(not_found)
-        .with_state(app)
+    Router::new().merge(api).merge(control::router()).fallback(not_found).with_state(app)
 }
 
 async fn not_found() -> Response {
@@ -137,7 +133,9 @@ pub(crate) fn page_size(raw: Option<&str>, default: usize, max: usize) -> Result
         None | Some("") => Ok(default),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}"))),
+            _ => {
+                Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}")))
+            }
         },
     }
 }
