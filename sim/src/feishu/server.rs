@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Service as _;
 
 use super::state::App;
-use super::{auth, control, limits};
+use super::{auth, control, im, limits, ws};
 
 /// `Content-Type` of every JSON answer, as Feishu sends it.
 pub(crate) const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -73,9 +73,13 @@ pub(crate) fn router(app: App) -> Router {
         .route("/open-apis/authen/v1/authorize/decide", post(auth::authorize_decide))
         .route("/open-apis/authen/v2/oauth/token", post(auth::oauth_token))
         .route("/open-apis/authen/v1/user_info", get(auth::user_info))
+        .route("/open-apis/im/v1/messages", post(im::send))
+        .route("/open-apis/im/v1/messages/{message_id}", patch(im::patch_card))
+        .route("/callback/ws/endpoint", post(ws::endpoint))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), limits::layer));
     Router::new()
         .merge(api)
+        .route("/ws/v2", get(ws::upgrade))
         .merge(control::router())
         .fallback(not_found)
         .with_state(app)

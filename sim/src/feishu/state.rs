@@ -29,6 +29,9 @@ pub(crate) struct Inner {
     pub ids: ChaCha8Rng,
     pub auth: super::auth::Tokens,
     pub limits: super::limits::Limits,
+    pub im: super::im::Messages,
+    pub events: super::events::EventLog,
+    pub ws: super::ws::Connections,
     log_seq: u64,
 }
 
@@ -64,6 +67,9 @@ impl Shared {
             ids: rng_for(&[seed, tag::IDS]),
             auth: Default::default(),
             limits: Default::default(),
+            im: Default::default(),
+            events: Default::default(),
+            ws: Default::default(),
             log_seq: 0,
         };
         Shared { config, world, base_url, cancel, inner: Mutex::new(inner) }
