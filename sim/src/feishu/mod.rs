@@ -23,19 +23,19 @@
 mod auth;
 pub mod cli;
 mod control;
-// mod docs;
-// mod drive;
+mod docs;
+mod drive;
 mod events;
-// mod export;
+mod export;
 pub mod faults;
 mod frame;
 mod im;
 mod limits;
-// mod minutes;
+mod minutes;
 mod server;
 mod state;
-// mod vc;
-// mod wiki;
+mod vc;
+mod wiki;
 mod world;
 mod ws;
 

@@ -32,6 +32,11 @@ pub(crate) struct Inner {
     pub im: super::im::Messages,
     pub events: super::events::EventLog,
     pub ws: super::ws::Connections,
+    pub docs: super::docs::Docs,
+    pub drive: super::drive::Drive,
+    pub wiki: super::wiki::Wiki,
+    pub exports: super::export::Exports,
+    pub vc: super::vc::Meetings,
     log_seq: u64,
 }
 
@@ -63,6 +68,9 @@ impl Shared {
     pub fn new(config: FeishuConfig, base_url: String, cancel: CancellationToken) -> Shared {
         let seed = config.seed;
         let world = World::generate(seed);
+        let mut docs = super::docs::Docs::default();
+        let drive = super::drive::Drive::generate(seed, &world, &mut docs);
+        let wiki = super::wiki::Wiki::generate(seed, &world, &mut docs);
         let inner = Inner {
             ids: rng_for(&[seed, tag::IDS]),
             auth: Default::default(),
@@ -70,6 +78,11 @@ impl Shared {
             im: Default::default(),
             events: Default::default(),
             ws: Default::default(),
+            docs,
+            drive,
+            wiki,
+            exports: Default::default(),
+            vc: Default::default(),
             log_seq: 0,
         };
         Shared { config, world, base_url, cancel, inner: Mutex::new(inner) }
