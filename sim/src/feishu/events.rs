@@ -180,11 +180,12 @@ pub(crate) async fn push(app: &App, url: &str, plaintext: &[u8]) -> Result<(u16,
         (serde_json::to_vec(&json!({"encrypt": enc})).unwrap_or_default(), now_s().to_string(), nonce)
     };
     let signature = sign(&timestamp, &nonce, &app.world.encrypt_key, &body);
-    let send = post(url, body, &[
+    let headers = [
         ("x-lark-request-timestamp", timestamp),
         ("x-lark-request-nonce", nonce),
         ("x-lark-signature", signature),
-    ]);
+    ];
+    let send = post(url, body, &headers);
     match tokio::time::timeout(ANSWER_WITHIN, send).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {} s", ANSWER_WITHIN.as_secs())),

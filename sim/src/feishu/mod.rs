@@ -23,21 +23,21 @@
 mod auth;
 pub mod cli;
 mod control;
-// mod docs;
-// mod drive;
-// mod events;
-// mod export;
+mod docs;
+mod drive;
+mod events;
+mod export;
 pub mod faults;
-// mod frame;
-// mod im;
+mod frame;
+mod im;
 mod limits;
-// mod minutes;
+mod minutes;
 mod server;
 mod state;
-// mod vc;
-// mod wiki;
+mod vc;
+mod wiki;
 mod world;
-// mod ws;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -80,12 +80,7 @@ impl Default for FeishuConfig {
             refresh_token_ttl: Duration::from_secs(604_800),
             event_url: None,
             faults: FeishuFaults::default(),
-            retry_delays: vec![
-                Duration::from_secs(15),
-                Duration::from_secs(300),
-                Duration::from_secs(3600),
-                Duration::from_secs(21600),
-            ],
+            retry_delays: events::FEISHU_RETRY_DELAYS.to_vec(),
             export_delay: Duration::from_millis(1500),
         }
     }
@@ -149,7 +144,9 @@ impl FeishuSim {
         let shared = Arc::new(state::Shared::new(config, base_url, cancel.clone()));
         let router = server::router(shared.clone());
         let task = tokio::spawn(server::serve(listener, router, cancel.clone()));
-        // EVENTS_AT_START
+        if let Some(url) = shared.config.event_url.clone() {
+            events::subscribe_at_start(&shared, url);
+        }
         Ok(FeishuSim { shared, addr, cancel, task })
     }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Service as _;
 
 use super::state::App;
-use super::{auth, control, limits};
+use super::{auth, control, drive, export, im, limits, minutes, vc, wiki, ws};
 
 /// `Content-Type` of every JSON answer, as Feishu sends it.
 pub(crate) const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -73,8 +73,30 @@ pub(crate) fn router(app: App) -> Router {
         .route("/open-apis/authen/v1/authorize/decide", post(auth::authorize_decide))
         .route("/open-apis/authen/v2/oauth/token", post(auth::oauth_token))
         .route("/open-apis/authen/v1/user_info", get(auth::user_info))
+        .route("/open-apis/im/v1/messages", post(im::send))
+        .route("/open-apis/im/v1/messages/{message_id}", patch(im::patch_card))
+        .route("/open-apis/vc/v1/meetings/{meeting_id}/recording", get(vc::recording))
+        .route("/open-apis/minutes/v1/minutes/{minute_token}", get(minutes::minute))
+        .route("/open-apis/minutes/v1/minutes/{minute_token}/media", get(minutes::media))
+        .route("/open-apis/drive/v1/files", get(drive::list))
+        .route("/open-apis/drive/explorer/v2/root_folder/meta", get(drive::root_meta))
+        .route("/open-apis/drive/v1/files/{file_token}/download", get(drive::download))
+        .route("/open-apis/drive/v1/export_tasks", post(export::create))
+        .route("/open-apis/drive/v1/export_tasks/{ticket}", get(export::get))
+        .route("/open-apis/drive/v1/export_tasks/file/{file_token}/download", get(export::download))
+        .route("/open-apis/wiki/v2/spaces", get(wiki::spaces))
+        .route("/open-apis/wiki/v2/spaces/get_node", get(wiki::get_node))
+        .route("/open-apis/wiki/v2/spaces/{space_id}", get(wiki::space))
+        .route("/open-apis/wiki/v2/spaces/{space_id}/nodes", get(wiki::nodes))
+        .route("/callback/ws/endpoint", post(ws::endpoint))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), limits::layer));
-    Router::new().merge(api).merge(control::router()).fallback(not_found).with_state(app)
+    Router::new()
+        .merge(api)
+        .route("/minutes-media/{minute_token}", get(minutes::download_media))
+        .route("/ws/v2", get(ws::upgrade))
+        .merge(control::router())
+        .fallback(not_found)
+        .with_state(app)
 }
 
 async fn not_found() -> Response {
@@ -133,9 +155,7 @@ pub(crate) fn page_size(raw: Option<&str>, default: usize, max: usize) -> Result
         None | Some("") => Ok(default),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => {
-                Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}")))
-            }
+            _ => Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}"))),
         },
     }
 }

@@ -29,6 +29,14 @@ pub(crate) struct Inner {
     pub ids: ChaCha8Rng,
     pub auth: super::auth::Tokens,
     pub limits: super::limits::Limits,
+    pub im: super::im::Messages,
+    pub events: super::events::EventLog,
+    pub ws: super::ws::Connections,
+    pub docs: super::docs::Docs,
+    pub drive: super::drive::Drive,
+    pub wiki: super::wiki::Wiki,
+    pub exports: super::export::Exports,
+    pub vc: super::vc::Meetings,
     log_seq: u64,
 }
 
@@ -60,10 +68,21 @@ impl Shared {
     pub fn new(config: FeishuConfig, base_url: String, cancel: CancellationToken) -> Shared {
         let seed = config.seed;
         let world = World::generate(seed);
+        let mut docs = super::docs::Docs::default();
+        let drive = super::drive::Drive::generate(seed, &world, &mut docs);
+        let wiki = super::wiki::Wiki::generate(seed, &world, &mut docs);
         let inner = Inner {
             ids: rng_for(&[seed, tag::IDS]),
             auth: Default::default(),
             limits: Default::default(),
+            im: Default::default(),
+            events: Default::default(),
+            ws: Default::default(),
+            docs,
+            drive,
+            wiki,
+            exports: Default::default(),
+            vc: Default::default(),
             log_seq: 0,
         };
         Shared { config, world, base_url, cancel, inner: Mutex::new(inner) }
@@ -82,11 +101,7 @@ impl Shared {
             app_secret: w.app_secret.clone(),
             encrypt_key: w.encrypt_key.clone(),
             verification_token: w.verification_token.clone(),
-            users: w
-                .users
-                .iter()
-                .map(|u| ManifestUser { open_id: u.open_id.clone(), name: u.name.clone() })
-                .collect(),
+            users: w.users.iter().map(|u| ManifestUser { open_id: u.open_id.clone(), name: u.name.clone() }).collect(),
         }
     }
 }
