@@ -86,6 +86,42 @@ pub struct SettingsArgs {
     /// File holding the master key (`-` reads it from standard input).
     #[arg(long, env = "WEWORK_MASTER_KEY_FILE", global = true, value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Listen address for what Feishu and browsers must reach (webhook, OAuth) [default: 127.0.0.1:29091].
+    #[arg(long, env = "PUBLIC_LISTEN", global = true, value_name = "ADDR")]
+    pub public_listen: Option<String>,
+    /// URL under which PUBLIC_LISTEN is reached from outside [default: http://<PUBLIC_LISTEN>].
+    #[arg(long, env = "PUBLIC_URL", global = true, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Feishu API base URL for apps added without --base-url [default: https://open.feishu.cn].
+    #[arg(long, env = "FEISHU_BASE_URL", global = true, value_name = "URL")]
+    pub feishu_base_url: Option<String>,
+    /// POST the token hand-out JSON here after each app token refresh (push mode).
+    #[arg(long = "token-push-url", env = "FEISHU_TOKEN_PUSH_URL", global = true, value_name = "URL")]
+    pub feishu_token_push_url: Option<String>,
+    /// Time zone of hand-out times, `+HH:MM`/`-HH:MM` or `UTC` [default: +08:00].
+    #[arg(long, env = "FEISHU_TIMEZONE", global = true)]
+    pub feishu_timezone: Option<String>,
+    /// `source` of the token hand-out JSON [default: wework-archive].
+    #[arg(long, env = "FEISHU_HANDOUT_SOURCE", global = true)]
+    pub feishu_handout_source: Option<String>,
+    /// `usage` of the token hand-out JSON [default: feishu-open-api].
+    #[arg(long, env = "FEISHU_HANDOUT_USAGE", global = true)]
+    pub feishu_handout_usage: Option<String>,
+    /// `platform` of the token hand-out JSON [default: feishu].
+    #[arg(long, env = "FEISHU_HANDOUT_PLATFORM", global = true)]
+    pub feishu_handout_platform: Option<String>,
+    /// Seconds a card authorization session stays open [default: 86400].
+    #[arg(long, env = "FEISHU_AUTH_SESSION_SECS", global = true)]
+    pub feishu_auth_session_secs: Option<f64>,
+    /// Seconds an OAuth state (CSRF token) is valid [default: 600].
+    #[arg(long, env = "FEISHU_OAUTH_STATE_SECS", global = true)]
+    pub feishu_oauth_state_secs: Option<f64>,
+    /// Scopes requested at user authorization (space-separated) [default: offline_access].
+    #[arg(long, env = "FEISHU_OAUTH_SCOPE", global = true)]
+    pub feishu_oauth_scope: Option<String>,
+    /// Oldest event push accepted, by its signed timestamp, in seconds [default: 300].
+    #[arg(long, env = "FEISHU_EVENT_MAX_AGE_SECS", global = true)]
+    pub feishu_event_max_age_secs: Option<f64>,
 }
 
 impl std::fmt::Debug for SettingsArgs {
@@ -128,6 +164,18 @@ struct FileSettings {
     instance: Option<String>,
     master_key: Option<String>,
     master_key_file: Option<PathBuf>,
+    public_listen: Option<String>,
+    public_url: Option<String>,
+    feishu_base_url: Option<String>,
+    feishu_token_push_url: Option<String>,
+    feishu_timezone: Option<String>,
+    feishu_handout_source: Option<String>,
+    feishu_handout_usage: Option<String>,
+    feishu_handout_platform: Option<String>,
+    feishu_auth_session_secs: Option<f64>,
+    feishu_oauth_state_secs: Option<f64>,
+    feishu_oauth_scope: Option<String>,
+    feishu_event_max_age_secs: Option<f64>,
 }
 
 /// Resolved, validated settings. `Debug` redacts the URLs' passwords (the
@@ -170,6 +218,61 @@ pub struct Config {
     pub instance: String,
     /// Seals secrets at rest (plaintext pass-through without a master key).
     pub secrets: crate::secrets::SecretBox,
+    /// Listen address of the public endpoint (webhook, OAuth).
+    pub public_listen: SocketAddr,
+    /// URL the public endpoint is reached under (no trailing slash).
+    pub public_url: String,
+    /// Feishu settings.
+    pub feishu: FeishuSettings,
+}
+
+/// Feishu settings (see the flags of the same names).
+#[derive(Debug, Clone)]
+pub struct FeishuSettings {
+    /// Base URL for apps added without one.
+    pub base_url: String,
+    /// Push-mode target of the token hand-out.
+    pub token_push_url: Option<String>,
+    /// Zone of hand-out times.
+    pub timezone: chrono::FixedOffset,
+    /// Hand-out `source`.
+    pub handout_source: String,
+    /// Hand-out `usage`.
+    pub handout_usage: String,
+    /// Hand-out `platform`.
+    pub handout_platform: String,
+    /// Card session lifetime.
+    pub auth_session_ttl: Duration,
+    /// OAuth state lifetime.
+    pub oauth_state_ttl: Duration,
+    /// Scopes requested at authorization.
+    pub oauth_scope: String,
+    /// Oldest accepted push.
+    pub event_max_age: Duration,
+}
+
+/// Default public listen address.
+pub const DEFAULT_PUBLIC_LISTEN: &str = "127.0.0.1:29091";
+/// Default Feishu API base.
+pub const DEFAULT_FEISHU_BASE_URL: &str = "https://open.feishu.cn";
+
+/// Parses `+08:00`, `-05:30`, `UTC` or `Z`.
+pub fn parse_utc_offset(text: &str) -> anyhow::Result<chrono::FixedOffset> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return Ok(chrono::FixedOffset::east_opt(0).expect("zero offset"));
+    }
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => bail!("time zone {text:?} must be +HH:MM, -HH:MM or UTC"),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let (h, m): (i32, i32) = match (h.parse(), m.parse()) {
+        (Ok(h), Ok(m)) if h <= 14 && m < 60 => (h, m),
+        _ => bail!("time zone {text:?} must be +HH:MM, -HH:MM or UTC"),
+    };
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60)).context("time zone out of range")
 }
 
 /// Defaults named in DEVELOPERS.md's conventions.
@@ -233,7 +336,46 @@ impl Config {
             (None, Some(path)) => Some(read_secret_file(&path).context("master_key_file")?),
             (None, None) => file.master_key.clone(),
         };
+        let public_listen_raw = pick!(public_listen).unwrap_or_else(|| DEFAULT_PUBLIC_LISTEN.to_owned());
+        let public_listen: SocketAddr = public_listen_raw.parse().with_context(|| {
+            format!("public_listen {public_listen_raw:?} is not an address like 127.0.0.1:29091")
+        })?;
+        let public_url = pick!(public_url)
+            .unwrap_or_else(|| format!("http://{public_listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("public_url must be an http:// or https:// URL");
+        }
+        let feishu_base_url = pick!(feishu_base_url)
+            .unwrap_or_else(|| DEFAULT_FEISHU_BASE_URL.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let feishu = FeishuSettings {
+            base_url: feishu_base_url,
+            token_push_url: pick!(feishu_token_push_url).filter(|u| !u.trim().is_empty()),
+            timezone: parse_utc_offset(&pick!(feishu_timezone).unwrap_or_else(|| "+08:00".to_owned()))?,
+            handout_source: pick!(feishu_handout_source).unwrap_or_else(|| "wework-archive".to_owned()),
+            handout_usage: pick!(feishu_handout_usage).unwrap_or_else(|| "feishu-open-api".to_owned()),
+            handout_platform: pick!(feishu_handout_platform).unwrap_or_else(|| "feishu".to_owned()),
+            auth_session_ttl: secs(
+                "feishu_auth_session_secs",
+                pick!(feishu_auth_session_secs).unwrap_or(86400.0),
+            )?,
+            oauth_state_ttl: secs(
+                "feishu_oauth_state_secs",
+                pick!(feishu_oauth_state_secs).unwrap_or(600.0),
+            )?,
+            oauth_scope: pick!(feishu_oauth_scope).unwrap_or_else(|| "offline_access".to_owned()),
+            event_max_age: secs(
+                "feishu_event_max_age_secs",
+                pick!(feishu_event_max_age_secs).unwrap_or(300.0),
+            )?,
+        };
         Ok(Config {
+            public_listen,
+            public_url,
+            feishu,
             database_url,
             redis_url,
             sdk_lib: pick!(sdk_lib).unwrap_or_else(|| PathBuf::from(DEFAULT_SDK_LIB)),
@@ -416,6 +558,19 @@ mod tests {
         assert!(Config::resolve(&args).is_err());
         let args = SettingsArgs { http_listen: Some("nope".into()), ..Default::default() };
         assert!(Config::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn public_and_feishu_defaults() {
+        let c = Config::resolve(&SettingsArgs::default()).unwrap();
+        assert_eq!(c.public_listen.to_string(), DEFAULT_PUBLIC_LISTEN);
+        assert_eq!(c.public_url, "http://127.0.0.1:29091");
+        assert_eq!(c.feishu.base_url, DEFAULT_FEISHU_BASE_URL);
+        assert_eq!(c.feishu.timezone.local_minus_utc(), 8 * 3600);
+        let args = SettingsArgs { public_url: Some("https://arch.example/".into()), ..Default::default() };
+        assert_eq!(Config::resolve(&args).unwrap().public_url, "https://arch.example");
+        assert_eq!(parse_utc_offset("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 30 * 60));
+        assert!(parse_utc_offset("Europe/Paris").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod hardening;
+pub mod feishu;
 pub mod http;
 pub mod logging;
 pub mod secrets;

@@ -6,6 +6,7 @@ mod common;
 mod control;
 mod galera;
 mod hostile;
+mod feishu;
 mod ingest;
 mod media;
 mod sdk;

@@ -28,6 +28,7 @@
 //! - [`corpus`]: message generation; [`media`]: seekable generated files.
 //! - [`format`], [`keys`], [`proto`]: the cryptographic formats.
 //! - [`fault`], [`stats`], [`manifest`], [`client`].
+//! - [`feishu`]: the fake Feishu Open Platform (`sim feishu`).
 
 #![deny(missing_docs)]
 
@@ -37,6 +38,7 @@ pub mod client;
 pub mod corpus;
 mod crypto;
 pub mod fault;
+pub mod feishu;
 pub mod format;
 mod front;
 mod http;

@@ -82,8 +82,19 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     let control = Arc::new(crate::control::ControlStats::default());
     let state =
         crate::http::AppState::new(ctx.store.clone(), ctx.stats.clone(), control.clone(), config.clone());
+    let ctx_store = ctx.store.clone();
     let coordinator = crate::control::Coordinator::new(ctx, idle, control, cancel.clone())?;
-    let state = state.with_media(coordinator.media_stats());
+    let mut state = state.with_media(coordinator.media_stats());
+    // Feishu: the public endpoint and its tasks run beside the WeCom workers
+    // when any Feishu app is configured (so WeCom-only deployments bind no
+    // second port).
+    let feishu_side = if ctx_store.feishu_apps(&config.secrets).await?.is_empty() {
+        None
+    } else {
+        let feishu = crate::feishu::Feishu::new(ctx_store.clone(), config.clone())?;
+        state = state.with_feishu(feishu.clone());
+        Some(super::feishu::start(feishu, &config, cancel.clone()).await?)
+    };
     let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));
     let result = coordinator.run(cancel.clone()).await;
     cancel.cancel();
@@ -91,6 +102,11 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
         Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
         Ok(_) => {}
         Err(_) => tracing::warn!("http server: connections still open at exit"),
+    }
+    if let Some(side) = feishu_side {
+        if tokio::time::timeout(Duration::from_secs(5), side).await.is_err() {
+            tracing::warn!("feishu: tasks still running at exit");
+        }
     }
     result?;
     tracing::info!("stopped");

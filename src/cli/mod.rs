@@ -5,6 +5,7 @@ mod bench_ingest;
 mod bench_media;
 pub mod corp;
 mod demo;
+mod feishu;
 mod ingest;
 mod media;
 mod quarantine;
@@ -62,6 +63,9 @@ enum Command {
     /// SDK's own chunk loop, and peak memory).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Feishu apps, token hand-out keys, users, authorization cards and sessions.
+    #[command(subcommand)]
+    Feishu(feishu::FeishuCommand),
     /// The simulated WeCom service (for tests, demos and trying things by hand).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -71,6 +75,9 @@ enum Command {
 enum SimCommand {
     /// Serve a fake qyapi.weixin.qq.com (HTTP CONNECT/SOCKS5 proxy + TLS) and write a manifest.
     Serve(wework_archive_sim::ServeArgs),
+    /// Serve a fake Feishu Open Platform (API, OAuth pages, pushes, long connection) and write a
+    /// manifest (shared/feishu/FAKE.md).
+    Feishu(wework_archive_sim::feishu::FeishuArgs),
 }
 
 /// Parses the command line, runs it and maps errors to exit codes
@@ -132,8 +139,13 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
             bench::run(cmd, config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Feishu(cmd) => feishu::run(cmd, config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(SimCommand::Feishu(args)) => {
+            wework_archive_sim::feishu::serve_feishu_cli(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -42,6 +42,8 @@ pub enum Kind {
     Gauge,
     /// `_sum` and `_count` of observations.
     Summary,
+    /// `_bucket{le}`, `_sum` and `_count`.
+    Histogram,
 }
 
 /// A text-format writer that keeps families well-formed.
@@ -62,6 +64,7 @@ impl Exposition {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Summary => "summary",
+            Kind::Histogram => "histogram",
         };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -243,7 +246,115 @@ pub async fn render(state: &AppState) -> String {
         media_metrics(&mut e, media);
     }
     db_metrics(&mut e, &db);
+    if let Some(feishu) = &state.feishu {
+        feishu_metrics(&mut e, feishu).await;
+    }
     e.finish()
+}
+
+/// The Feishu modules: authorization, tokens, events, hand-outs. Session and
+/// user-token counts come from the database (the same on every instance).
+async fn feishu_metrics(e: &mut Exposition, f: &crate::feishu::Feishu) {
+    use crate::feishu::FeishuStats;
+    let now = crate::feishu::now_s();
+    let counts = tokio::time::timeout(DB_TIMEOUT, async {
+        let sessions = f.store.auth_session_counts(now).await?;
+        let users = f.store.count_active_user_tokens(now).await?;
+        Ok::<_, StoreError>((sessions, users))
+    })
+    .await;
+    if let Ok(Ok((sessions, users))) = counts {
+        e.family(
+            "wework_feishu_auth_sessions",
+            Kind::Gauge,
+            "Card authorization sessions: total, active (pending), expired.",
+        );
+        e.sample("wework_feishu_auth_sessions", &[("state", "total")], sessions.total as f64);
+        e.sample("wework_feishu_auth_sessions", &[("state", "active")], sessions.active as f64);
+        e.sample("wework_feishu_auth_sessions", &[("state", "expired")], sessions.expired as f64);
+        e.single(
+            "wework_feishu_user_tokens_active",
+            Kind::Gauge,
+            "Authorized users with an unexpired access token.",
+            users as f64,
+        );
+    }
+    let labelled = |e: &mut Exposition, name: &str, help: &str, label: &str, map: &std::sync::Mutex<_>| {
+        e.family(name, Kind::Counter, help);
+        for (k, v) in FeishuStats::snapshot(map) {
+            e.sample(name, &[(label, &k)], v as f64);
+        }
+    };
+    let s = &f.stats;
+    labelled(
+        e,
+        "wework_feishu_auth_success_total",
+        "User authorizations completed, by app.",
+        "app",
+        &s.auth_success,
+    );
+    labelled(
+        e,
+        "wework_feishu_auth_failures_total",
+        "User authorizations that failed, by reason.",
+        "reason",
+        &s.auth_failure,
+    );
+    let h = s.auth_duration.lock().unwrap().clone();
+    e.family(
+        "wework_feishu_auth_duration_seconds",
+        Kind::Histogram,
+        "Seconds from /auth/start to a completed callback.",
+    );
+    for (i, bound) in crate::feishu::stats::AUTH_DURATION_BUCKETS.iter().enumerate() {
+        let n = h.buckets.get(i).copied().unwrap_or(0);
+        e.sample("wework_feishu_auth_duration_seconds_bucket", &[("le", &format_value(*bound))], n as f64);
+    }
+    e.sample("wework_feishu_auth_duration_seconds_bucket", &[("le", "+Inf")], h.count as f64);
+    e.sample("wework_feishu_auth_duration_seconds_sum", &[], h.sum);
+    e.sample("wework_feishu_auth_duration_seconds_count", &[], h.count as f64);
+    labelled(
+        e,
+        "wework_feishu_token_refreshes_total",
+        "Tokens fetched or refreshed from Feishu, by kind.",
+        "kind",
+        &s.token_refreshes,
+    );
+    labelled(
+        e,
+        "wework_feishu_token_refresh_failures_total",
+        "Token fetches or refreshes that failed, by kind.",
+        "kind",
+        &s.token_refresh_failures,
+    );
+    labelled(
+        e,
+        "wework_feishu_events_accepted_total",
+        "Webhook events stored, by type.",
+        "event_type",
+        &s.events_accepted,
+    );
+    labelled(
+        e,
+        "wework_feishu_events_refused_total",
+        "Webhook pushes refused, by reason.",
+        "reason",
+        &s.events_refused,
+    );
+    labelled(
+        e,
+        "wework_feishu_token_handouts_total",
+        "Token hand-outs, by key name ((refused) for bad keys).",
+        "key",
+        &s.handouts,
+    );
+    labelled(
+        e,
+        "wework_feishu_throttled_total",
+        "Feishu calls answered 429, by route.",
+        "route",
+        &s.throttled,
+    );
 }
 
 fn process_metrics(e: &mut Exposition, state: &AppState) {

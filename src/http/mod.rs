@@ -9,7 +9,9 @@
 //! Like mini-redis's server, [`serve`] takes its listener and a shutdown
 //! future; handlers are thin and get their state explicitly ([`AppState`]).
 
+mod app_token;
 pub mod metrics;
+pub mod public;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub media: Option<Arc<MediaStats>>,
     /// Recent database-derived numbers, so frequent scrapes do not each scan tables.
     pub db_cache: Arc<tokio::sync::Mutex<Option<metrics::DbSnapshot>>>,
+    /// The Feishu modules (token hand-out, their metrics), when they run in this process.
+    pub feishu: Option<Arc<crate::feishu::Feishu>>,
 }
 
 impl AppState {
@@ -58,12 +62,18 @@ impl AppState {
         control: Arc<ControlStats>,
         config: Arc<Config>,
     ) -> AppState {
-        AppState { store, ingest, control, config, media: None, db_cache: Arc::default() }
+        AppState { store, ingest, control, config, media: None, db_cache: Arc::default(), feishu: None }
     }
 
     /// Adds the media workers' counters.
     pub fn with_media(mut self, media: Arc<MediaStats>) -> AppState {
         self.media = Some(media);
+        self
+    }
+
+    /// Adds the Feishu modules (the token hand-out route and their metrics).
+    pub fn with_feishu(mut self, feishu: Arc<crate::feishu::Feishu>) -> AppState {
+        self.feishu = Some(feishu);
         self
     }
 }
@@ -74,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route("/feishu/app-token", get(app_token::app_token))
         .with_state(state)
 }
 
@@ -83,7 +94,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // Peer addresses are recorded in the token hand-out audit.
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn healthz() -> &'static str {

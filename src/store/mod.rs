@@ -6,6 +6,12 @@
 
 pub mod corps;
 pub mod endpoints;
+pub mod feishu_apps;
+pub mod feishu_auth_sessions;
+pub mod feishu_events;
+pub mod feishu_oauth_states;
+pub mod feishu_token_keys;
+pub mod feishu_users;
 pub mod ident;
 pub mod media_jobs;
 pub mod messages;

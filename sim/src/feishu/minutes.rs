@@ -1,0 +1,79 @@
+//! Minutes (API.md §5): metadata, the media endpoint (2091003 until the recording is ready,
+//! then a pre-signed `download_url` valid one day) and the download itself (no Authorization,
+//! `Content-Type` + `Content-Disposition`, `Range`).
+//!
+//! 2091002 (unknown minute) and 2091005 (not the owner) are the fake's choice of codes.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::auth::{Accept, Caller, check};
+use super::docs::serve_blob;
+use super::server::{ApiError, ApiResult, ok};
+use super::state::{App, Shared, now_ms, now_s};
+use super::vc::{Meeting, minutes_url};
+
+/// Pre-signed URLs live one day.
+const URL_TTL_S: u64 = 86_400;
+
+fn find(inner: &super::state::Inner, token: &str, caller: &Caller) -> Result<Meeting, ApiError> {
+    let m = inner.vc.by_minute(token).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 2091002, "minute not found"))?;
+    if let Caller::User(o) = caller
+        && *o != m.owner
+    {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, 2091005, "permission denied"));
+    }
+    Ok(m.clone())
+}
+
+/// `GET /open-apis/minutes/v1/minutes/:minute_token`.
+pub(crate) async fn minute(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> ApiResult {
+    let mut inner = app.lock();
+    let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
+    let m = find(&inner, &token, &caller)?;
+    Ok(ok(json!({"minute": {
+        "token": m.minute_token, "owner_id": m.owner, "create_time": m.create_ms.to_string(), "title": m.topic,
+        "cover": "", "duration": m.duration_ms.to_string(), "url": minutes_url(&app, &m.minute_token),
+    }})))
+}
+
+fn signature(app: &Shared, token: &str, expires: u64) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(app.world.url_secret.as_bytes());
+    ctx.update(token.as_bytes());
+    ctx.update(expires.to_string().as_bytes());
+    hex::encode(&ctx.finish().as_ref()[..16])
+}
+
+/// `GET /open-apis/minutes/v1/minutes/:minute_token/media`.
+pub(crate) async fn media(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> ApiResult {
+    let mut inner = app.lock();
+    let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
+    let m = find(&inner, &token, &caller)?;
+    if now_ms() < m.ready_ms {
+        return Err(ApiError::bad(2091003, "minutes not finished transcribing"));
+    }
+    let expires = now_s() + URL_TTL_S;
+    let url = format!("{}/minutes-media/{token}?expires={expires}&sign={}", app.base_url, signature(&app, &token, expires));
+    Ok(ok(json!({"download_url": url})))
+}
+
+/// `GET /minutes-media/:minute_token?expires&sign`: the pre-signed download.
+pub(crate) async fn download_media(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let expires: u64 = q.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+    let valid = q.get("sign").is_some_and(|s| *s == signature(&app, &token, expires)) && expires >= now_s();
+    let meeting = app.lock().vc.by_minute(&token).cloned();
+    match meeting {
+        Some(m) if valid => serve_blob(m.blob, &headers, &format!("{}.mp4", m.topic)),
+        _ => ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired").into_response(),
+    }
+}
