@@ -14,8 +14,8 @@
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod hardening;
 pub mod feishu;
+pub mod hardening;
 pub mod http;
 pub mod logging;
 pub mod secrets;

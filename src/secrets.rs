@@ -39,6 +39,12 @@ impl Binding {
         Binding { aad: format!("{SEALED_V2}corplist.{column}\0{corpid}") }
     }
 
+    /// Any other sealed column: the table, the column, and the row's key
+    /// values in order (e.g. `feishu_users.refresh_token` of app + open_id).
+    pub fn row(table: &str, column: &str, key: &[&str]) -> Binding {
+        Binding { aad: format!("{SEALED_V2}{table}.{column}\0{}", key.join("\0")) }
+    }
+
     /// `corp_keys.private_key` of one corp's key version.
     pub fn corp_key(corpid: &str, version: u32) -> Binding {
         Binding { aad: format!("{SEALED_V2}corp_keys.private_key\0{corpid}\0{version}") }
@@ -138,7 +144,8 @@ impl SecretBox {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::CannotOpen)?;
         let mut buf = ct.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SecretError::CannotOpen)?;
+        let plain =
+            key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SecretError::CannotOpen)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SecretError::CannotOpen)
     }
 }

@@ -125,8 +125,8 @@ fn key_info_case(rng: &mut impl RngCore, len: i32) -> KeyInfoCase {
                 let at = rng.random_range(0..=bytes.len());
                 bytes.insert(at, rng.random());
             }
-            3 => bytes.extend([0x2c]),                   // a stray end group
-            4 => bytes.extend([0x2b, 0x34]),             // closed by another field's end tag
+            3 => bytes.extend([0x2c]),                         // a stray end group
+            4 => bytes.extend([0x2b, 0x34]),                   // closed by another field's end tag
             _ => bytes.extend(std::iter::repeat_n(0x2b, 120)), // nested past the recursion limit
         }
     }
@@ -236,17 +236,25 @@ fn guard_lets_nothing_through_that_aborts_the_sdk() {
 
     let (status, out) = run_child(&through);
     if !out.contains("all cases returned") {
-        let last = out.lines().rev().find_map(|l| l.strip_prefix("case ")).and_then(|n| n.parse::<usize>().ok());
+        let last =
+            out.lines().rev().find_map(|l| l.strip_prefix("case ")).and_then(|n| n.parse::<usize>().ok());
         let case = last.map(|n| &through[n]);
         panic!("the SDK died ({status:?}) on a case the guard let through: {case:?}\n{out}");
     }
-    println!("{} let through, {refused} refused; {}", through.len(), out.lines().find(|l| l.starts_with("codes")).unwrap_or(""));
+    println!(
+        "{} let through, {refused} refused; {}",
+        through.len(),
+        out.lines().find(|l| l.starts_with("codes")).unwrap_or("")
+    );
 
     // The reproduction: refused by the guard (a typed error, never the SDK)…
     let (key, msg) = issue_case();
     let e = lib.decrypt(&key, &msg).unwrap_err();
     assert!(
-        matches!(e, SdkError::Refused { reason: Refusal::KeyInfoDoesNotFit { pre_len: 100, s_len: 56, .. }, .. }),
+        matches!(
+            e,
+            SdkError::Refused { reason: Refusal::KeyInfoDoesNotFit { pre_len: 100, s_len: 56, .. }, .. }
+        ),
         "{e:?}"
     );
     // …and a real abort when it reaches the SDK, so the test above can fail.
@@ -329,7 +337,8 @@ async fn hostile_records_are_archived_exactly_and_nothing_stalls() {
         .query(format!("SELECT msgid, decrypt_status, encrypt_chat_msg FROM {}", corpid.message_table()))
         .await
         .unwrap();
-    let rows: BTreeMap<String, (String, Option<String>)> = rows.into_iter().map(|(m, s, e)| (m, (s, e))).collect();
+    let rows: BTreeMap<String, (String, Option<String>)> =
+        rows.into_iter().map(|(m, s, e)| (m, (s, e))).collect();
     assert_eq!(rows.len(), corp.records.len(), "every record stored");
     let mut undecryptable = BTreeSet::new();
     for r in &corp.records {
@@ -352,9 +361,16 @@ async fn hostile_records_are_archived_exactly_and_nothing_stalls() {
         }
     }
     // Media of the records whose plaintext a strict parser refuses are still queued.
-    for r in corp.records.iter().filter(|r| matches!(r.fault, Some(RecordFault::InvalidUtf8 | RecordFault::LoneSurrogate))) {
+    for r in corp
+        .records
+        .iter()
+        .filter(|r| matches!(r.fault, Some(RecordFault::InvalidUtf8 | RecordFault::LoneSurrogate)))
+    {
         let jobs: u64 = conn
-            .exec_first("SELECT COUNT(*) FROM media_jobs WHERE corpid = ? AND msgid = ?", (corpid.as_str(), &r.msgid))
+            .exec_first(
+                "SELECT COUNT(*) FROM media_jobs WHERE corpid = ? AND msgid = ?",
+                (corpid.as_str(), &r.msgid),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -406,7 +422,11 @@ async fn a_record_that_cannot_be_committed_is_quarantined_and_replayed() {
 
     let report = pull(&ctx, &corpid).await;
     assert_eq!(report.quarantined, 1, "{report:?}");
-    assert_eq!(ctx.store.cursor(&corpid).await.unwrap(), corp.records.last().unwrap().seq, "the corp moved on");
+    assert_eq!(
+        ctx.store.cursor(&corpid).await.unwrap(),
+        corp.records.last().unwrap().seq,
+        "the corp moved on"
+    );
     let stored = crate::common::stored_messages(&ctx.store, corpid.as_str()).await;
     assert_eq!(stored.len(), corp.records.len() - 1);
     assert!(!stored.contains_key(&victim.msgid));

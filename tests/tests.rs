@@ -4,9 +4,9 @@
 
 mod common;
 mod control;
+mod feishu;
 mod galera;
 mod hostile;
-mod feishu;
 mod ingest;
 mod media;
 mod sdk;

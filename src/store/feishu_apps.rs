@@ -6,7 +6,7 @@
 use mysql_async::prelude::*;
 
 use super::{Store, StoreError};
-use crate::secrets::SecretBox;
+use crate::secrets::{Binding, SecretBox};
 
 /// An app with its secrets opened.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,13 +37,14 @@ impl std::fmt::Debug for FeishuApp {
 }
 
 /// Seals one secret for storage (the one place this module family seals).
-pub(crate) fn seal(secrets: &SecretBox, plain: &str) -> String {
-    secrets.seal(plain)
+/// Bound to its table, column and row, so a sealed value cannot be moved.
+pub(crate) fn seal(secrets: &SecretBox, plain: &str, place: &Binding) -> String {
+    secrets.seal(plain, place)
 }
 
 /// Opens one stored secret.
-pub(crate) fn open(secrets: &SecretBox, stored: &str) -> Result<String, StoreError> {
-    secrets.open(stored).map_err(|e| StoreError::Invalid(e.to_string()))
+pub(crate) fn open(secrets: &SecretBox, stored: &str, place: &Binding) -> Result<String, StoreError> {
+    secrets.open(stored, place).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// Whether an app id looks like one (`cli_` and identifier characters): it ends
@@ -59,9 +60,9 @@ const COLUMNS: &str = "app_id, app_secret, encrypt_key, verification_token, base
 
 fn from_row(secrets: &SecretBox, r: AppRow) -> Result<FeishuApp, StoreError> {
     Ok(FeishuApp {
-        app_secret: open(secrets, &r.1)?,
-        encrypt_key: open(secrets, &r.2)?,
-        verification_token: open(secrets, &r.3)?,
+        app_secret: open(secrets, &r.1, &Binding::row("feishu_apps", "app_secret", &[&r.0]))?,
+        encrypt_key: open(secrets, &r.2, &Binding::row("feishu_apps", "encrypt_key", &[&r.0]))?,
+        verification_token: open(secrets, &r.3, &Binding::row("feishu_apps", "verification_token", &[&r.0]))?,
         app_id: r.0,
         base_url: r.4,
         enabled: r.5,
@@ -84,9 +85,13 @@ impl Store {
             ),
             (
                 &app.app_id,
-                seal(secrets, &app.app_secret),
-                seal(secrets, &app.encrypt_key),
-                seal(secrets, &app.verification_token),
+                seal(secrets, &app.app_secret, &Binding::row("feishu_apps", "app_secret", &[&app.app_id])),
+                seal(secrets, &app.encrypt_key, &Binding::row("feishu_apps", "encrypt_key", &[&app.app_id])),
+                seal(
+                    secrets,
+                    &app.verification_token,
+                    &Binding::row("feishu_apps", "verification_token", &[&app.app_id]),
+                ),
                 &app.base_url,
                 app.enabled,
             ),

@@ -8,7 +8,7 @@ use mysql_async::prelude::*;
 
 use super::feishu_apps::{open, seal};
 use super::{Store, StoreError};
-use crate::secrets::SecretBox;
+use crate::secrets::{Binding, SecretBox};
 
 /// A user's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,14 +82,16 @@ const COLUMNS: &str = "app_id, open_id, name, state, access_token, refresh_token
                        access_lifetime_s, refresh_expires_at, scope, version";
 
 fn from_row(secrets: &SecretBox, r: UserRow) -> Result<FeishuUser, StoreError> {
+    let access_token = open(secrets, &r.4, &Binding::row("feishu_users", "access_token", &[&r.0, &r.1]))?;
+    let refresh_token = open(secrets, &r.5, &Binding::row("feishu_users", "refresh_token", &[&r.0, &r.1]))?;
     Ok(FeishuUser {
         app_id: r.0,
         open_id: r.1,
         name: r.2,
         state: UserState::parse(&r.3),
         tokens: UserTokens {
-            access_token: open(secrets, &r.4)?,
-            refresh_token: open(secrets, &r.5)?,
+            access_token,
+            refresh_token,
             access_expires_at: r.6,
             access_lifetime_s: r.7,
             refresh_expires_at: r.8,
@@ -139,8 +141,16 @@ impl Store {
                 app_id,
                 open_id,
                 name,
-                seal(secrets, &tokens.access_token),
-                seal(secrets, &tokens.refresh_token),
+                seal(
+                    secrets,
+                    &tokens.access_token,
+                    &Binding::row("feishu_users", "access_token", &[app_id, open_id]),
+                ),
+                seal(
+                    secrets,
+                    &tokens.refresh_token,
+                    &Binding::row("feishu_users", "refresh_token", &[app_id, open_id]),
+                ),
                 tokens.access_expires_at,
                 tokens.access_lifetime_s,
                 tokens.refresh_expires_at,
@@ -191,8 +201,16 @@ impl Store {
                  version = version + 1, last_error = ''
              WHERE app_id = ? AND open_id = ? AND version = ?",
             (
-                seal(secrets, &tokens.access_token),
-                seal(secrets, &tokens.refresh_token),
+                seal(
+                    secrets,
+                    &tokens.access_token,
+                    &Binding::row("feishu_users", "access_token", &[app_id, open_id]),
+                ),
+                seal(
+                    secrets,
+                    &tokens.refresh_token,
+                    &Binding::row("feishu_users", "refresh_token", &[app_id, open_id]),
+                ),
                 tokens.access_expires_at,
                 tokens.access_lifetime_s,
                 tokens.refresh_expires_at,

@@ -17,8 +17,8 @@ pub mod media_jobs;
 pub mod messages;
 pub mod migrate;
 pub mod primary_keys;
-pub mod retry;
 pub mod quarantine;
+pub mod retry;
 pub mod seed;
 pub mod state;
 

@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::state::now_s;
-use super::{auth, docs, events, im, vc};
 use super::server::json_response;
 use super::state::App;
+use super::state::now_s;
+use super::{auth, docs, events, im, vc};
 
 /// Every `/_sim/` route.
 pub(crate) fn router() -> Router<App> {
@@ -162,7 +162,11 @@ async fn touch(State(app): State<App>, raw: Bytes) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if app.lock().docs.touch(&t.token, now_s()) { done() } else { refuse(format!("no document {:?}", t.token)) }
+    if app.lock().docs.touch(&t.token, now_s()) {
+        done()
+    } else {
+        refuse(format!("no document {:?}", t.token))
+    }
 }
 
 /// Every drive node, wiki space and wiki node with what a complete backup must hold.

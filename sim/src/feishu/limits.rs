@@ -177,7 +177,11 @@ pub(crate) async fn layer(State(app): State<App>, req: Request, next: Next) -> R
     let (mut resp, limit, reset) = match admitted {
         Ok((limit, reset)) => (next.run(req).await, limit, reset),
         Err(f) => {
-            let msg = if f.code == 1061045 { "download frequency limit, retry later" } else { "request trigger frequency limit" };
+            let msg = if f.code == 1061045 {
+                "download frequency limit, retry later"
+            } else {
+                "request trigger frequency limit"
+            };
             (ApiError::new(StatusCode::TOO_MANY_REQUESTS, f.code, msg).into_response(), f.limit, f.reset_s)
         }
     };

@@ -37,8 +37,8 @@ use crate::secrets::{Binding, SecretBox};
 use crate::store::corps::CorpRow;
 use crate::store::media_jobs::enqueue_statement;
 use crate::store::messages::NewMessage;
-use crate::store::{CorpId, Store, StoreError};
 use crate::store::messages::{Committed, MSGID_WIDTH};
+use crate::store::{CorpId, Store, StoreError};
 use crate::wecom::decrypt::Decrypted;
 use crate::wecom::envelope::ChatItem;
 use crate::wecom::keys::KeyRing;
@@ -142,17 +142,23 @@ impl CorpSpec {
         let column = |name: &str| Binding::corplist(name, &id);
         for (ver, text) in stored {
             let place = Binding::corp_key(corpid.as_str(), ver);
-            versions.push((ver, secrets.open(&text, &place).map_err(|e| setup(format!("key version {ver}: {e}")))?));
+            versions.push((
+                ver,
+                secrets.open(&text, &place).map_err(|e| setup(format!("key version {ver}: {e}")))?,
+            ));
         }
         let fallback = match &row.prikey {
-            Some(k) => Some(secrets.open(k, &column("prikey")).map_err(|e| setup(format!("corplist.prikey: {e}")))?),
+            Some(k) => {
+                Some(secrets.open(k, &column("prikey")).map_err(|e| setup(format!("corplist.prikey: {e}")))?)
+            }
             None => None,
         };
         let keys = KeyRing::build(&versions, fallback.as_deref());
         for (ver, e) in &keys.rejected {
             tracing::warn!(corp = %corpid, version = ver, error = %e, "private key rejected");
         }
-        let secret = secrets.open(&row.secret, &column("secret")).map_err(|e| setup(format!("secret: {e}")))?;
+        let secret =
+            secrets.open(&row.secret, &column("secret")).map_err(|e| setup(format!("secret: {e}")))?;
         let proxy = secrets.open(&row.proxy, &column("proxy")).map_err(|e| setup(format!("proxy: {e}")))?;
         Ok(CorpSpec {
             corpid,
@@ -279,7 +285,8 @@ pub async fn pull_corp(
                 let staged = match ev {
                     PullEvent::Batch { items, last_seq, anomalies, latency } => {
                         ctx.stats.record_fetch(corp.as_str(), items.len(), latency);
-                        let (records, items) = ctx.pool.decrypt_keeping_items(ctx.lib, keys.clone(), items).await;
+                        let (records, items) =
+                            ctx.pool.decrypt_keeping_items(ctx.lib, keys.clone(), items).await;
                         Staged::Batch { records, items, last_seq, anomalies }
                     }
                     PullEvent::CaughtUp => Staged::CaughtUp,
@@ -436,7 +443,8 @@ async fn commit_with_retry(
     for (i, d) in records.iter().enumerate() {
         let n = d.message.msgid.chars().count();
         if n > MSGID_WIDTH {
-            quarantine.push((i, format!("msgid is {n} characters long; the archive holds at most {MSGID_WIDTH}")));
+            quarantine
+                .push((i, format!("msgid is {n} characters long; the archive holds at most {MSGID_WIDTH}")));
         } else {
             rest.push(i);
         }
@@ -477,7 +485,11 @@ async fn commit_with_retry(
             let raw = item.raw.to_string();
             let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap.min(Duration::from_secs(10)));
             loop {
-                match ctx.store.quarantine_put(corp, &d.message.msgid, d.message.seq, raw.as_bytes(), error).await {
+                match ctx
+                    .store
+                    .quarantine_put(corp, &d.message.msgid, d.message.seq, raw.as_bytes(), error)
+                    .await
+                {
                     Ok(id) => {
                         lines.push(format!(
                             "record quarantined (id {id}, seq {}, msgid {}): {error}",
@@ -509,7 +521,9 @@ async fn commit_with_retry(
                 committed = Some(c);
             }
             Attempt::Cancelled => return Ok(None),
-            Attempt::Deterministic(e) => return Err(IngestError::Store { corpid: corp.to_string(), source: e }),
+            Attempt::Deterministic(e) => {
+                return Err(IngestError::Store { corpid: corp.to_string(), source: e });
+            }
         }
         let c = committed.expect("set above");
         record_commit(ctx, corp, records, &quarantine, c);
@@ -520,13 +534,23 @@ async fn commit_with_retry(
     Ok(Some((c, Vec::new())))
 }
 
-fn record_commit(ctx: &IngestContext, corp: &CorpId, records: &[Decrypted], quarantined: &[(usize, String)], c: Committed) {
+fn record_commit(
+    ctx: &IngestContext,
+    corp: &CorpId,
+    records: &[Decrypted],
+    quarantined: &[(usize, String)],
+    c: Committed,
+) {
     let skip: std::collections::HashSet<usize> = quarantined.iter().map(|(i, _)| *i).collect();
     ctx.stats.record_commit(
         corp.as_str(),
         c.inserted,
         c.cursor,
-        records.iter().enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, r)| r.message.decrypt_status.as_str()),
+        records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, r)| r.message.decrypt_status.as_str()),
     );
     tracing::debug!(corp = %corp, inserted = c.inserted, cursor = c.cursor, "batch committed");
 }
