@@ -368,6 +368,16 @@ async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
         "galera: node 1 SIGKILLed; a's {} corps taken over by b after {takeover:?} (lease {LEASE_SECS} s)",
         a_corps.len()
     );
+    // Where the time went (timestamps of both logs): a's verdict and give-away, b's takeover.
+    let wanted = |log: String, words: &[&str]| -> Vec<String> {
+        log.lines().filter(|l| words.iter().any(|w| l.contains(w))).map(str::to_owned).collect()
+    };
+    for l in wanted(a.log_text(), &["cannot be written", "giving the corp away"]) {
+        eprintln!("galera: a: {l}");
+    }
+    for l in wanted(b.log_text(), &["lease acquired"]).iter().rev().take(a_corps.len()) {
+        eprintln!("galera: b: {l}");
+    }
     let m = a.metrics().await;
     assert_eq!(m.value("wework_db_writable", &[]), 0.0, "a says it cannot write");
     assert!(m.value("wework_lease_given_away_total", &[]) >= a_corps.len() as f64);
