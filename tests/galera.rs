@@ -334,6 +334,7 @@ async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
             .await
             .unwrap();
         assert!(no_pk.is_empty(), "tables without a primary key: {no_pk:?}");
+        assert_eq!(check.write_set_limit().await.unwrap(), Some(2147483647), "Galera's default");
     }
     let mut rconn =
         redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -368,6 +369,16 @@ async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
         "galera: node 1 SIGKILLed; a's {} corps taken over by b after {takeover:?} (lease {LEASE_SECS} s)",
         a_corps.len()
     );
+    // Where the time went (timestamps of both logs): a's verdict and give-away, b's takeover.
+    let wanted = |log: String, words: &[&str]| -> Vec<String> {
+        log.lines().filter(|l| words.iter().any(|w| l.contains(w))).map(str::to_owned).collect()
+    };
+    for l in wanted(a.log_text(), &["cannot be written", "giving the corp away"]) {
+        eprintln!("galera: a: {l}");
+    }
+    for l in wanted(b.log_text(), &["lease acquired"]).iter().rev().take(a_corps.len()) {
+        eprintln!("galera: b: {l}");
+    }
     let m = a.metrics().await;
     assert_eq!(m.value("wework_db_writable", &[]), 0.0, "a says it cannot write");
     assert!(m.value("wework_lease_given_away_total", &[]) >= a_corps.len() as f64);
@@ -400,7 +411,18 @@ async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
     assert_eq!(a.metrics().await.value("wework_db_writable", &[]), 1.0);
 
     // 3. Node 2 (b's first host) dies: b moves to node 3 and keeps its corps.
-    let b_held = owners(&mut rconn, &ids).await.unwrap()["b"].clone();
+    // (read when the spread is settled: a lease may be free for a moment while b hands one over)
+    let t0 = Instant::now();
+    let b_held = loop {
+        if let Some(o) = owners(&mut rconn, &ids).await
+            && o.len() == 2
+            && o.values().all(|v| v.len() == 2)
+        {
+            break o["b"].clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the spread did not settle at 2/2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let b_tokens: Vec<Option<String>> = {
         let mut cmd = redis::cmd("MGET");
         for c in &b_held {
@@ -458,6 +480,7 @@ async fn a_dead_first_host_is_skipped() {
     assert_ne!(store.active_host(), format!("127.0.0.1:{dead}"));
     assert!(store.ping().await);
     store.writable().await.unwrap();
+    assert_eq!(store.write_set_limit().await.unwrap(), None, "not a Galera node");
     let n: Option<u64> =
         store.conn().await.unwrap().query_first("SELECT COUNT(*) FROM corplist").await.unwrap();
     assert_eq!(n, Some(0));

@@ -76,6 +76,10 @@ impl StoreError {
     }
 }
 
+/// Below this `wsrep_max_ws_size` a batch of 1000 large records (plaintexts
+/// of ~100 KiB) may not fit one Galera write set: `open` warns.
+pub const MIN_WRITE_SET_BYTES: u64 = 128 << 20;
+
 /// A pooled connection to the archive database.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -118,7 +122,31 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let store = Store::connect(url).await?;
         migrate::migrate(&store).await?;
+        if let Ok(Some(limit)) = store.write_set_limit().await
+            && limit < MIN_WRITE_SET_BYTES
+        {
+            tracing::warn!(
+                wsrep_max_ws_size = limit,
+                "Galera's wsrep_max_ws_size is below {} MiB: a batch of large records may not commit; \
+                 raise it or lower corplist.limits",
+                MIN_WRITE_SET_BYTES >> 20
+            );
+        }
         Ok(store)
+    }
+
+    /// Galera's largest replicated transaction (`wsrep_max_ws_size`, bytes),
+    /// or None when the server is not a Galera node.
+    pub async fn write_set_limit(&self) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn().await?;
+        let vars: Vec<(String, String)> = conn
+            .query("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_max_ws_size')")
+            .await?;
+        let get = |n: &str| vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
+        if !get("wsrep_on").is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1") {
+            return Ok(None);
+        }
+        Ok(get("wsrep_max_ws_size").and_then(|v| v.parse().ok()))
     }
 
     /// A connection from the pool.
