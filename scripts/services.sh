@@ -291,10 +291,11 @@ galera_provider() { ls /usr/lib/galera/libgalera_smm.so /usr/lib/libgalera_smm.s
 
 ensure_galera() {
     local how=present
-    if [ -z "$(galera_provider)" ] || ! command -v rsync >/dev/null; then
-        apt_install galera-4 rsync || true; how=installed
+    # wsrep_sst_rsync also looks for listening sockets with ss (iproute2) or lsof.
+    if [ -z "$(galera_provider)" ] || ! command -v rsync >/dev/null || ! command -v ss >/dev/null; then
+        apt_install galera-4 rsync iproute2 || true; how=installed
     fi
-    [ -n "$(galera_provider)" ] && command -v rsync >/dev/null \
+    [ -n "$(galera_provider)" ] && command -v rsync >/dev/null && command -v ss >/dev/null \
         || { say "Galera: galera-4 or rsync missing and could not be installed"; return 1; }
     say "Galera: $how ($(galera_provider), rsync for state transfer)"
 }
