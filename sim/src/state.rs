@@ -269,7 +269,8 @@ impl Shared {
                 let mut k_e = [0u8; 32];
                 k_e.copy_from_slice(&msg.as_bytes()[format::KE_OFFSET..format::KE_END]);
                 let key = format::seal_key_bytes(&k_e, &bytes, &mut rng);
-                let erk = corp.key(r.publickey_ver).expect("record version has a key").key.wrap(key.as_bytes());
+                let erk =
+                    corp.key(r.publickey_ver).expect("record version has a key").key.wrap(key.as_bytes());
                 (msg, erk.expect("RSA wrap"))
             }
             Some(RecordFault::ShortMsg) => {

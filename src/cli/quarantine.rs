@@ -53,7 +53,10 @@ async fn list(args: ListArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let corp = args.corp.as_deref().map(CorpId::new).transpose()?;
     let entries = store.quarantined(corp.as_ref(), args.all).await?;
     if !args.json {
-        println!("{:>6} {:<22} {:>20} {:<9} {:>10} {:>3}  msgid / error", "id", "corp", "seq", "state", "bytes", "n");
+        println!(
+            "{:>6} {:<22} {:>20} {:<9} {:>10} {:>3}  msgid / error",
+            "id", "corp", "seq", "state", "bytes", "n"
+        );
     }
     for e in &entries {
         if args.json {
@@ -80,7 +83,8 @@ async fn retry(args: RetryArgs, config: Arc<Config>) -> anyhow::Result<ExitCode>
     let corps: Vec<CorpId> = match &args.corp {
         Some(c) => vec![CorpId::new(c)?],
         None => {
-            let mut ids: Vec<String> = ctx.store.quarantined(None, false).await?.into_iter().map(|e| e.corpid).collect();
+            let mut ids: Vec<String> =
+                ctx.store.quarantined(None, false).await?.into_iter().map(|e| e.corpid).collect();
             ids.dedup();
             ids.iter().filter_map(|c| CorpId::new(c).ok()).collect()
         }
@@ -89,7 +93,12 @@ async fn retry(args: RetryArgs, config: Arc<Config>) -> anyhow::Result<ExitCode>
     for corpid in corps {
         match replay_quarantined(&ctx, &corpid, args.id).await {
             Ok(r) => {
-                println!("{corpid}: {} retried, {} stored, {} still failing", r.attempted, r.stored, r.failed.len());
+                println!(
+                    "{corpid}: {} retried, {} stored, {} still failing",
+                    r.attempted,
+                    r.stored,
+                    r.failed.len()
+                );
                 for (id, error) in &r.failed {
                     println!("  {id}: {error}");
                 }

@@ -2,8 +2,8 @@
 
 use mysql_async::Value;
 
-use super::{CorpId, StoreError};
 use super::messages::TxStatement;
+use super::{CorpId, StoreError};
 use crate::wecom::media_refs::MediaRef;
 
 /// Columns written when a job is created.
@@ -78,7 +78,12 @@ pub fn enqueue_statement<'a>(
 impl super::Store {
     /// Records how a job's file was verified (`md5` or `unverified`, see
     /// `wecom::media::verify::Verification`), while `claim_token` still holds it.
-    pub async fn set_media_verification(&self, id: u64, claim_token: u64, how: &str) -> Result<bool, StoreError> {
+    pub async fn set_media_verification(
+        &self,
+        id: u64,
+        claim_token: u64,
+        how: &str,
+    ) -> Result<bool, StoreError> {
         use mysql_async::prelude::*;
         let mut conn = self.conn().await?;
         conn.exec_drop(

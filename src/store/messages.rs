@@ -259,7 +259,9 @@ async fn widen_columns(conn: &mut mysql_async::Conn, table: &str) -> Result<(), 
     };
     let mut clauses = Vec::new();
     for (name, want_type, want_len, def) in WIDE_COLUMNS {
-        let Some((_, ty, len, charset)) = cols.iter().find(|c| c.0.eq_ignore_ascii_case(name)) else { continue };
+        let Some((_, ty, len, charset)) = cols.iter().find(|c| c.0.eq_ignore_ascii_case(name)) else {
+            continue;
+        };
         let ty = ty.to_ascii_lowercase();
         let narrow = if want_type == "varchar" {
             ty == "varchar" && len.unwrap_or(0) < want_len
@@ -270,7 +272,8 @@ async fn widen_columns(conn: &mut mysql_async::Conn, table: &str) -> Result<(), 
         };
         let mb3 = want_type != "longblob" && charset.as_deref().is_some_and(|c| c != "utf8mb4");
         if narrow || mb3 {
-            let def = if want_type == "longblob" { def.to_owned() } else { format!("{def} CHARACTER SET utf8mb4") };
+            let def =
+                if want_type == "longblob" { def.to_owned() } else { format!("{def} CHARACTER SET utf8mb4") };
             // `CHARACTER SET` belongs right after the type.
             let def = match def.split_once(' ') {
                 Some((ty, rest)) if want_type != "longblob" => {

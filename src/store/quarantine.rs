@@ -75,7 +75,10 @@ impl Store {
         )
         .await?;
         let id: u64 = tx
-            .exec_first("SELECT id FROM quarantine WHERE corpid = ? AND msgid_sha256 = ?", (corpid.as_str(), &key))
+            .exec_first(
+                "SELECT id FROM quarantine WHERE corpid = ? AND msgid_sha256 = ?",
+                (corpid.as_str(), &key),
+            )
             .await?
             .unwrap_or(0);
         tx.exec_drop("DELETE FROM quarantine_parts WHERE quarantine_id = ?", (id,)).await?;
@@ -91,7 +94,11 @@ impl Store {
     }
 
     /// Quarantined items, oldest first: of one corp or all, `held` only unless `all`.
-    pub async fn quarantined(&self, corpid: Option<&CorpId>, all: bool) -> Result<Vec<Quarantined>, StoreError> {
+    pub async fn quarantined(
+        &self,
+        corpid: Option<&CorpId>,
+        all: bool,
+    ) -> Result<Vec<Quarantined>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<Row> = conn
             .exec(
@@ -126,8 +133,9 @@ impl Store {
         if parts == 0 {
             return Ok(Some(inline.unwrap_or_default()));
         }
-        let chunks: Vec<Vec<u8>> =
-            conn.exec("SELECT data FROM quarantine_parts WHERE quarantine_id = ? ORDER BY part", (id,)).await?;
+        let chunks: Vec<Vec<u8>> = conn
+            .exec("SELECT data FROM quarantine_parts WHERE quarantine_id = ? ORDER BY part", (id,))
+            .await?;
         Ok(Some(chunks.concat()))
     }
 
@@ -142,7 +150,10 @@ impl Store {
     pub async fn quarantine_held(&self, corpid: &CorpId) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
         Ok(conn
-            .exec_first("SELECT COUNT(*) FROM quarantine WHERE corpid = ? AND state = 'held'", (corpid.as_str(),))
+            .exec_first(
+                "SELECT COUNT(*) FROM quarantine WHERE corpid = ? AND state = 'held'",
+                (corpid.as_str(),),
+            )
             .await?
             .unwrap_or(0))
     }

@@ -73,7 +73,8 @@ pub fn decrypt_record(lib: &'static Library, ring: &KeyRing, e: &Encrypted<'_>) 
     let plain = match lib.decrypt(&encrypt_key, e.encrypt_chat_msg) {
         Ok(p) => p,
         Err(SdkError::Refused {
-            reason: Refusal::KeyInfoUnparsable { .. } | Refusal::KeyInfoDoesNotFit { .. }, ..
+            reason: Refusal::KeyInfoUnparsable { .. } | Refusal::KeyInfoDoesNotFit { .. },
+            ..
         }) => return undecrypted(e, DecryptStatus::BadKeyInfo, 0),
         Err(SdkError::Refused { .. }) => return undecrypted(e, DecryptStatus::BadMessage, 0),
         Err(err) => return undecrypted(e, DecryptStatus::SdkError, err.raw_code()),

@@ -15,7 +15,9 @@ use std::sync::{Arc, OnceLock};
 
 pub use kinds::MsgKind;
 
-pub(crate) use generate::{CorpSpec, FIRST_VERSION, Generator, RECORD_FAULTS, SECOND_VERSION, WITHHELD_VERSION};
+pub(crate) use generate::{
+    CorpSpec, FIRST_VERSION, Generator, RECORD_FAULTS, SECOND_VERSION, WITHHELD_VERSION,
+};
 
 use crate::media::{MediaBlob, MediaFormat};
 

@@ -37,8 +37,8 @@ use crate::secrets::SecretBox;
 use crate::store::corps::CorpRow;
 use crate::store::media_jobs::enqueue_statement;
 use crate::store::messages::NewMessage;
-use crate::store::{CorpId, Store, StoreError};
 use crate::store::messages::{Committed, MSGID_WIDTH};
+use crate::store::{CorpId, Store, StoreError};
 use crate::wecom::decrypt::Decrypted;
 use crate::wecom::envelope::ChatItem;
 use crate::wecom::keys::KeyRing;
@@ -272,7 +272,8 @@ pub async fn pull_corp(
                 let staged = match ev {
                     PullEvent::Batch { items, last_seq, anomalies, latency } => {
                         ctx.stats.record_fetch(corp.as_str(), items.len(), latency);
-                        let (records, items) = ctx.pool.decrypt_keeping_items(ctx.lib, keys.clone(), items).await;
+                        let (records, items) =
+                            ctx.pool.decrypt_keeping_items(ctx.lib, keys.clone(), items).await;
                         Staged::Batch { records, items, last_seq, anomalies }
                     }
                     PullEvent::CaughtUp => Staged::CaughtUp,
@@ -429,7 +430,8 @@ async fn commit_with_retry(
     for (i, d) in records.iter().enumerate() {
         let n = d.message.msgid.chars().count();
         if n > MSGID_WIDTH {
-            quarantine.push((i, format!("msgid is {n} characters long; the archive holds at most {MSGID_WIDTH}")));
+            quarantine
+                .push((i, format!("msgid is {n} characters long; the archive holds at most {MSGID_WIDTH}")));
         } else {
             rest.push(i);
         }
@@ -470,7 +472,11 @@ async fn commit_with_retry(
             let raw = item.raw.to_string();
             let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap.min(Duration::from_secs(10)));
             loop {
-                match ctx.store.quarantine_put(corp, &d.message.msgid, d.message.seq, raw.as_bytes(), error).await {
+                match ctx
+                    .store
+                    .quarantine_put(corp, &d.message.msgid, d.message.seq, raw.as_bytes(), error)
+                    .await
+                {
                     Ok(id) => {
                         lines.push(format!(
                             "record quarantined (id {id}, seq {}, msgid {}): {error}",
@@ -502,7 +508,9 @@ async fn commit_with_retry(
                 committed = Some(c);
             }
             Attempt::Cancelled => return Ok(None),
-            Attempt::Deterministic(e) => return Err(IngestError::Store { corpid: corp.to_string(), source: e }),
+            Attempt::Deterministic(e) => {
+                return Err(IngestError::Store { corpid: corp.to_string(), source: e });
+            }
         }
         let c = committed.expect("set above");
         record_commit(ctx, corp, records, &quarantine, c);
@@ -513,13 +521,23 @@ async fn commit_with_retry(
     Ok(Some((c, Vec::new())))
 }
 
-fn record_commit(ctx: &IngestContext, corp: &CorpId, records: &[Decrypted], quarantined: &[(usize, String)], c: Committed) {
+fn record_commit(
+    ctx: &IngestContext,
+    corp: &CorpId,
+    records: &[Decrypted],
+    quarantined: &[(usize, String)],
+    c: Committed,
+) {
     let skip: std::collections::HashSet<usize> = quarantined.iter().map(|(i, _)| *i).collect();
     ctx.stats.record_commit(
         corp.as_str(),
         c.inserted,
         c.cursor,
-        records.iter().enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, r)| r.message.decrypt_status.as_str()),
+        records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, r)| r.message.decrypt_status.as_str()),
     );
     tracing::debug!(corp = %corp, inserted = c.inserted, cursor = c.cursor, "batch committed");
 }

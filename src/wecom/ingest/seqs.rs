@@ -71,7 +71,10 @@ pub fn plan(cursor: u64, items: &[ChatItem]) -> SeqPlan {
             Some(_) => {}
         }
         if item.msgid.is_none() && item.seq.is_some() {
-            anomalies.push(format!("the item with seq {} has no msgid: stored as incomplete", item.seq.unwrap_or(0)));
+            anomalies.push(format!(
+                "the item with seq {} has no msgid: stored as incomplete",
+                item.seq.unwrap_or(0)
+            ));
         }
     }
     SeqPlan { last_seq: last, anomalies }
@@ -94,7 +97,8 @@ mod tests {
 
     #[test]
     fn a_forged_seq_does_not_move_the_cursor() {
-        let items = [item(Some(11), Some("a")), item(Some(u64::MAX), Some("forged")), item(Some(12), Some("b"))];
+        let items =
+            [item(Some(11), Some("a")), item(Some(u64::MAX), Some("forged")), item(Some(12), Some("b"))];
         let p = plan(10, &items);
         assert_eq!(p.last_seq, 12);
         assert_eq!(p.anomalies.len(), 1);

@@ -9,9 +9,9 @@
 //! never runs on an async worker thread.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
@@ -172,7 +172,10 @@ impl PartFile {
             .open(path)
             .map_err(io_err)?;
         if !file.metadata().map_err(io_err)?.is_file() {
-            return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "part path is not a regular file")));
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "part path is not a regular file",
+            )));
         }
         match file.try_lock() {
             Ok(()) => {}

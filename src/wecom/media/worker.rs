@@ -460,8 +460,11 @@ impl CorpRun {
             Ok((path, bytes, verification)) => {
                 // Recorded before the job is `done`, under this claim, so no done
                 // job ever lacks it.
-                let recorded =
-                    self.ctx.store.set_media_verification(job.id, job.claim_token, verification.as_str()).await;
+                let recorded = self
+                    .ctx
+                    .store
+                    .set_media_verification(job.id, job.claim_token, verification.as_str())
+                    .await;
                 let placed = match recorded {
                     Ok(_) => q.finish(&job, Terminal::Done, &path, bytes, 0, "").await,
                     Err(e) => Err(e),
@@ -688,7 +691,9 @@ mod tests {
         assert!(check_progress("Range:bytes=524288-1048575", &again, 524288, None).is_err());
         let big = [chunk(524288, "Range:bytes=524288-1048575", false)];
         assert!(check_progress("", &big, 0, Some(1000)).is_ok(), "within the slack");
-        assert!(check_progress("", &big, SIZE_SLACK, Some(1000)).unwrap_err().contains("past the stated size"));
+        assert!(
+            check_progress("", &big, SIZE_SLACK, Some(1000)).unwrap_err().contains("past the stated size")
+        );
         assert!(check_progress("", &big, MAX_UNSIZED_BYTES, None).unwrap_err().contains("no stated size"));
         assert!(check_progress("garbage", &ok, 0, None).is_err());
     }
