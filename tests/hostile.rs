@@ -500,7 +500,7 @@ async fn a_looping_media_range_stops_and_unverified_files_say_so() {
     let by_fileid: BTreeMap<String, &wework_archive_sim::MediaItem> =
         corpus.corps[0].media.iter().map(|m| (m.sdkfileid.clone(), m.as_ref())).collect();
     let mut conn = ctx.store.conn().await.unwrap();
-    let jobs: Vec<(String, String, i32, String, String, Option<u64>, String)> = conn
+    let jobs: Vec<JobRow> = conn
         .exec(
             "SELECT sdkfileid, state, last_code, last_error, verification, size, md5sum FROM media_jobs WHERE corpid = ?",
             (corpid.as_str(),),
@@ -534,6 +534,9 @@ async fn a_looping_media_range_stops_and_unverified_files_say_so() {
     }
     sim.shutdown().await;
 }
+
+/// sdkfileid, state, last_code, last_error, verification, size, md5sum.
+type JobRow = (String, String, i32, String, String, Option<u64>, String);
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
