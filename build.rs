@@ -6,7 +6,10 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    // Read at run time: a build script compiled in another checkout (a copied
+    // target dir) must still embed this checkout's migrations.
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("migrations");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("migrations/ exists")
         .map(|e| e.unwrap().path())

@@ -32,8 +32,9 @@ fn put_int32(out: &mut Vec<u8>, field: u32, v: i32) {
 }
 
 /// An unknown field of a random wire type; groups may nest and may hold
-/// fields with the key info's own numbers (which must not count).
-fn put_unknown(out: &mut Vec<u8>, rng: &mut impl RngCore, depth: u32) {
+/// fields with the key info's own numbers (which must not count). Returns
+/// whether it wrote a group.
+fn put_unknown(out: &mut Vec<u8>, rng: &mut impl RngCore, depth: u32) -> bool {
     let field = *[5u32, 6, 7, 15, 16, 100, 2047, 1 << 20, 2, 4].get(rng.random_range(0..10)).unwrap();
     // Known numbers with a wrong wire type are skipped as unknown too.
     let wire = match field {
@@ -41,6 +42,7 @@ fn put_unknown(out: &mut Vec<u8>, rng: &mut impl RngCore, depth: u32) {
         _ => [0u32, 1, 2, 3, 5][rng.random_range(0..5)],
     };
     put_tag(out, field, wire);
+    let group = wire == 3;
     match wire {
         0 => put_varint(out, rng.next_u64() >> rng.random_range(0..64)),
         1 => out.extend(rng.next_u64().to_le_bytes()),
@@ -61,6 +63,7 @@ fn put_unknown(out: &mut Vec<u8>, rng: &mut impl RngCore, depth: u32) {
         }
         _ => out.extend(rng.next_u32().to_le_bytes()),
     }
+    group
 }
 
 /// Lengths near every boundary of the SDK's checks for a message of `len`.
@@ -86,6 +89,7 @@ struct KeyInfoCase {
 fn key_info_case(rng: &mut impl RngCore, len: i32) -> KeyInfoCase {
     let mut bytes = Vec::new();
     let mut want = KeyInfoLengths::default();
+    let mut has_group = false;
     let k1: Vec<u8> = (0..32).map(|_| rng.random_range(b'a'..=b'z')).collect();
     put_tag(&mut bytes, 1, 2);
     put_varint(&mut bytes, k1.len() as u64);
@@ -104,14 +108,14 @@ fn key_info_case(rng: &mut impl RngCore, len: i32) -> KeyInfoCase {
                 want.s_len = interesting(rng, len);
                 put_int32(&mut bytes, 4, want.s_len);
             }
-            _ => put_unknown(&mut bytes, rng, 0),
+            _ => has_group |= put_unknown(&mut bytes, rng, 0),
         }
     }
     if rng.random_bool(0.3) {
         // The reproduction of issue #9: an empty group after the lengths.
         bytes.extend([0x2b, 0x2c]);
+        has_group = true;
     }
-    let has_group = bytes.windows(2).any(|w| w == [0x2b, 0x2c]) || bytes.iter().any(|b| b & 7 == 3);
     let mut expected = Some(want);
     if rng.random_bool(0.35) {
         expected = None;
@@ -451,4 +455,94 @@ async fn a_record_that_cannot_be_committed_is_quarantined_and_replayed() {
     assert!(ctx.store.message_bytes(&corpid, &victim.msgid).await.unwrap().unwrap() == victim.plaintext);
     assert!(ctx.store.quarantined(Some(&corpid), false).await.unwrap().is_empty());
     sim.shutdown().await;
+}
+
+/// Items 5 and 6: a malformed CONTENT-RANGE (the simulator's
+/// `media_range_loop`) makes the real SDK hand back the same index forever;
+/// the download stops with code -2 instead of looping and growing, and leaves
+/// no file behind. Files the platform states no md5 for are recorded as
+/// `unverified`, the others as `md5`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_media_range_stops_and_unverified_files_say_so() {
+    use wework_archive::wecom::media::{MediaContext, MediaOptions, drain_corp};
+    let faults = FaultSpec::none().with(FaultKind::MediaRangeLoop, 1.0);
+    let sim = start_sim(SimConfig {
+        seed: 92,
+        corps: 1,
+        messages: 80,
+        faults,
+        big_video: Some(3 << 20),
+        ..Default::default()
+    })
+    .await;
+    let (_db, ctx, corpid, media) = setup("hostile_media", &sim).await;
+    pull(&ctx, &corpid).await;
+    let opts = MediaOptions {
+        poll: std::time::Duration::from_millis(100),
+        retry_base: std::time::Duration::from_millis(20),
+        retry_cap: std::time::Duration::from_millis(200),
+        requeue_base: std::time::Duration::from_millis(100),
+        requeue_cap: std::time::Duration::from_secs(1),
+        ..MediaOptions::from_config(&ctx.config)
+    };
+    let mctx = MediaContext::new(ctx.store.clone(), ctx.lib, opts);
+    let row = ctx.store.corp(&corpid).await.unwrap().unwrap();
+    let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await.unwrap();
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        drain_corp(&mctx, &spec, CancellationToken::new()),
+    )
+    .await
+    .expect("the media drain ends")
+    .unwrap();
+
+    let corpus = sim.corpus();
+    let by_fileid: BTreeMap<String, &wework_archive_sim::MediaItem> =
+        corpus.corps[0].media.iter().map(|m| (m.sdkfileid.clone(), m.as_ref())).collect();
+    let mut conn = ctx.store.conn().await.unwrap();
+    let jobs: Vec<JobRow> = conn
+        .exec(
+            "SELECT sdkfileid, state, last_code, last_error, verification, size, md5sum FROM media_jobs WHERE corpid = ?",
+            (corpid.as_str(),),
+        )
+        .await
+        .unwrap();
+    let (mut looped, mut unverified, mut md5) = (0, 0, 0);
+    for (sdkfileid, state, code, error, verification, _size, md5sum) in &jobs {
+        let item = by_fileid[sdkfileid];
+        if item.chunks() > 1 {
+            assert_eq!((state.as_str(), *code), ("failed", -2), "{error}");
+            assert!(error.contains("did not advance"), "{error}");
+            looped += 1;
+        } else {
+            assert_eq!(state, "done", "{error}");
+            if md5sum.is_empty() {
+                assert_eq!(verification, "unverified");
+                unverified += 1;
+            } else {
+                assert_eq!(verification, "md5");
+                md5 += 1;
+            }
+        }
+    }
+    assert!(looped >= 1 && md5 >= 1, "{looped} looped, {md5} md5, {unverified} unverified: {report:?}");
+    // Nothing half-written is left, and no file outgrew its item.
+    for entry in walk(media.path()) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".part"), "leftover {name}");
+        assert!(std::fs::metadata(&entry).unwrap().len() <= 3 << 20, "{name} too big");
+    }
+    sim.shutdown().await;
+}
+
+/// sdkfileid, state, last_code, last_error, verification, size, md5sum.
+type JobRow = (String, String, i32, String, String, Option<u64>, String);
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
 }

@@ -225,7 +225,14 @@ async fn getchatmediadata(shared: &Arc<Shared>, req: &Request) -> Reply {
     let fault = shared.decide(
         Endpoint::GetChatMediaData,
         identity,
-        &[FaultKind::Http500, FaultKind::Cut, FaultKind::Slow, FaultKind::MediaIp, FaultKind::MediaExpired],
+        &[
+            FaultKind::Http500,
+            FaultKind::Cut,
+            FaultKind::Slow,
+            FaultKind::MediaIp,
+            FaultKind::MediaExpired,
+            FaultKind::MediaRangeLoop,
+        ],
     );
     if fault == Some(FaultKind::Http500) {
         return network(shared, fault, identity, Response::status_page(500));
@@ -244,7 +251,8 @@ async fn getchatmediadata(shared: &Arc<Shared>, req: &Request) -> Reply {
                     Some(Some((_, b))) => b,
                     _ => start + CHUNK - 1,
                 };
-                media_chunk(shared, item, start, end).await
+                let claim_first = fault == Some(FaultKind::MediaRangeLoop) && start > 0;
+                media_chunk(shared, item, start, end, claim_first).await
             }
         },
         (Ok(_), ..) => Response::errcode(40058, "invalid fileid or authkey"),
@@ -252,7 +260,15 @@ async fn getchatmediadata(shared: &Arc<Shared>, req: &Request) -> Reply {
     network(shared, fault, identity, r)
 }
 
-async fn media_chunk(shared: &Arc<Shared>, item: Arc<crate::MediaItem>, start: u64, end: u64) -> Response {
+/// One media chunk. `claim_first`: the `media_range_loop` fault, the header claims the first
+/// chunk's range whatever was asked.
+async fn media_chunk(
+    shared: &Arc<Shared>,
+    item: Arc<crate::MediaItem>,
+    start: u64,
+    end: u64,
+    claim_first: bool,
+) -> Response {
     let total = item.blob.cipher_len();
     let is_final = end.min(total.saturating_sub(1)) + 1 >= total;
     let corrupt = is_final && start < total && shared.decide_md5_mismatch(&item.fileid);
@@ -270,6 +286,7 @@ async fn media_chunk(shared: &Arc<Shared>, item: Arc<crate::MediaItem>, start: u
             shared.with_stats(|s| s.media_chunks_served += 1);
             let mut r = Response::json(200, body, 0, "ok");
             // Upper case on purpose: the SDK searches for exactly this spelling (§5.3).
+            let (start, end) = if claim_first { (0, CHUNK.min(total) - 1) } else { (start, end) };
             r.headers.push(("CONTENT-RANGE".into(), format!("BYTES {start}-{end}/{total}")));
             r
         }

@@ -80,11 +80,15 @@ pub enum FaultKind {
     HugeRecord,
     /// Record: served with `seq = 2^64-1`.
     ForgedSeq,
+    /// Media: a chunk after the first is answered with `CONTENT-RANGE` of the first chunk,
+    /// so the SDK returns rc 0, `is_finish = 0` and the same index again: a client that
+    /// follows it loops forever and its file grows without bound.
+    MediaRangeLoop,
 }
 
 impl FaultKind {
     /// Every kind, in spec order.
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::Http500,
         FaultKind::Slow,
         FaultKind::Cut,
@@ -102,6 +106,7 @@ impl FaultKind {
         FaultKind::LoneSurrogate,
         FaultKind::HugeRecord,
         FaultKind::ForgedSeq,
+        FaultKind::MediaRangeLoop,
     ];
 
     /// The name used in spec strings.
@@ -124,6 +129,7 @@ impl FaultKind {
             FaultKind::LoneSurrogate => "lone_surrogate",
             FaultKind::HugeRecord => "huge_record",
             FaultKind::ForgedSeq => "forged_seq",
+            FaultKind::MediaRangeLoop => "media_range_loop",
         }
     }
 
