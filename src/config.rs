@@ -355,8 +355,11 @@ pub fn hide_unused_settings(mut cmd: clap::Command) -> clap::Command {
     let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
     for name in names {
         let Some(used) = settings_used(&name) else { continue };
-        let hidden: Vec<clap::Arg> =
-            global.iter().filter(|a| !used.contains(&a.get_id().as_str())).map(|a| a.clone().hide(true)).collect();
+        let hidden: Vec<clap::Arg> = global
+            .iter()
+            .filter(|a| !used.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
         cmd = cmd.mut_subcommand(&name, |sub| sub.args(hidden));
     }
     cmd

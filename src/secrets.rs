@@ -138,7 +138,8 @@ impl SecretBox {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::CannotOpen)?;
         let mut buf = ct.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SecretError::CannotOpen)?;
+        let plain =
+            key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| SecretError::CannotOpen)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SecretError::CannotOpen)
     }
 }

@@ -6,5 +6,7 @@ mod common;
 mod control;
 mod ingest;
 mod media;
+mod ops;
 mod sdk;
 mod sim;
+mod upgrade;

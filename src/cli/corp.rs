@@ -9,8 +9,8 @@ use clap::Subcommand;
 use serde::Deserialize;
 
 use crate::config::{Config, read_secret_file};
-use crate::secrets::Binding;
 use crate::control::events::{Change, ChangeEvent, push};
+use crate::secrets::Binding;
 use crate::store::corps::CorpSettings;
 use crate::store::{CorpId, Store};
 use crate::wecom::keys::PrivateKey;
@@ -74,7 +74,13 @@ pub(crate) struct AddArgs {
     #[arg(long, env = "WEWORK_CORP_PROXY", default_value = "")]
     proxy: String,
     /// Proxy credentials USER:PASSWORD (prefer WEWORK_CORP_PROXY_PASSWD or --passwd-file).
-    #[arg(long, env = "WEWORK_CORP_PROXY_PASSWD", hide_env_values = true, default_value = "", hide_default_value = true)]
+    #[arg(
+        long,
+        env = "WEWORK_CORP_PROXY_PASSWD",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     passwd: String,
     /// File holding the proxy credentials USER:PASSWORD (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
@@ -147,7 +153,9 @@ async fn add_corp(store: &Store, config: &Config, a: &AddArgs, change: Change) -
     let secret = match (&a.secret, &a.secret_file) {
         (_, Some(path)) => read_secret_file(path).context("--secret-file")?,
         (Some(s), None) => s.clone(),
-        (None, None) => bail!("give the secret with WEWORK_CORP_SECRET, --secret-file FILE or --secret-file -"),
+        (None, None) => {
+            bail!("give the secret with WEWORK_CORP_SECRET, --secret-file FILE or --secret-file -")
+        }
     };
     if secret.trim().is_empty() {
         bail!("the corp secret is empty");

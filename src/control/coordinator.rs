@@ -96,7 +96,8 @@ fn digest(parts: &[&[u8]]) -> u64 {
 
 fn fingerprint(row: &CorpRow, keys: &[(u32, String)], secrets: &crate::secrets::SecretBox) -> Fingerprint {
     use crate::secrets::Binding;
-    let open = |s: &str, place: &Binding| secrets.open(s, place).unwrap_or_else(|_| format!("!unopenable:{s}"));
+    let open =
+        |s: &str, place: &Binding| secrets.open(s, place).unwrap_or_else(|_| format!("!unopenable:{s}"));
     let column = |name: &str, value: &str| open(value, &Binding::corplist(name, &row.corpid));
     let settings = digest(&[
         column("secret", &row.secret).as_bytes(),

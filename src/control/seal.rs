@@ -115,7 +115,11 @@ pub async fn rotate(store: &Store, secrets: &SecretBox, old: &SecretBox) -> Resu
     reseal(store, secrets, Some(old)).await
 }
 
-async fn reseal(store: &Store, secrets: &SecretBox, old: Option<&SecretBox>) -> Result<SealReport, SealError> {
+async fn reseal(
+    store: &Store,
+    secrets: &SecretBox,
+    old: Option<&SecretBox>,
+) -> Result<SealReport, SealError> {
     if !secrets.has_master_key() {
         return Err(SealError::NoMasterKey);
     }

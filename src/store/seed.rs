@@ -86,9 +86,8 @@ impl Store {
         let table = corpid.message_table();
         let name = format!("message_{}", corpid.as_str());
         let mut conn = self.conn().await?;
-        let done: Option<String> = conn
-            .exec_first("SELECT corpid FROM seed_adoptions WHERE corpid = ?", (corpid.as_str(),))
-            .await?;
+        let done: Option<String> =
+            conn.exec_first("SELECT corpid FROM seed_adoptions WHERE corpid = ?", (corpid.as_str(),)).await?;
         if done.is_some() {
             return Ok(None);
         }
@@ -132,13 +131,16 @@ impl Store {
         // 2. Our types, column by column.
         for (col, def, max_len) in COLUMNS {
             let Some((_, ty, nullable, _)) = has(col) else {
-                conn.query_drop(format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{col}` {def}")).await?;
+                conn.query_drop(format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{col}` {def}"))
+                    .await?;
                 report.changes.push(format!("added {col}"));
                 continue;
             };
             if let Some(limit) = max_len {
-                let longest: Option<u64> =
-                    conn.query_first(format!("SELECT MAX(CHAR_LENGTH(`{col}`)) FROM {table}")).await?.flatten();
+                let longest: Option<u64> = conn
+                    .query_first(format!("SELECT MAX(CHAR_LENGTH(`{col}`)) FROM {table}"))
+                    .await?
+                    .flatten();
                 if let Some(n) = longest.filter(|n| n > &u64::from(*limit)) {
                     return Err(invalid(
                         &name,
@@ -147,7 +149,13 @@ impl Store {
                 }
             }
             if def.contains("NOT NULL") && nullable == "YES" {
-                let fill = if *col == "created" { "CURRENT_TIMESTAMP(3)" } else if def.starts_with("VARCHAR") { "''" } else { "0" };
+                let fill = if *col == "created" {
+                    "CURRENT_TIMESTAMP(3)"
+                } else if def.starts_with("VARCHAR") {
+                    "''"
+                } else {
+                    "0"
+                };
                 conn.query_drop(format!("UPDATE {table} SET `{col}` = {fill} WHERE `{col}` IS NULL")).await?;
             }
             let wanted = def.split(' ').next().unwrap_or(def).to_ascii_lowercase();

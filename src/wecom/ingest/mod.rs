@@ -138,17 +138,23 @@ impl CorpSpec {
         let column = |name: &str| Binding::corplist(name, &id);
         for (ver, text) in stored {
             let place = Binding::corp_key(corpid.as_str(), ver);
-            versions.push((ver, secrets.open(&text, &place).map_err(|e| setup(format!("key version {ver}: {e}")))?));
+            versions.push((
+                ver,
+                secrets.open(&text, &place).map_err(|e| setup(format!("key version {ver}: {e}")))?,
+            ));
         }
         let fallback = match &row.prikey {
-            Some(k) => Some(secrets.open(k, &column("prikey")).map_err(|e| setup(format!("corplist.prikey: {e}")))?),
+            Some(k) => {
+                Some(secrets.open(k, &column("prikey")).map_err(|e| setup(format!("corplist.prikey: {e}")))?)
+            }
             None => None,
         };
         let keys = KeyRing::build(&versions, fallback.as_deref());
         for (ver, e) in &keys.rejected {
             tracing::warn!(corp = %corpid, version = ver, error = %e, "private key rejected");
         }
-        let secret = secrets.open(&row.secret, &column("secret")).map_err(|e| setup(format!("secret: {e}")))?;
+        let secret =
+            secrets.open(&row.secret, &column("secret")).map_err(|e| setup(format!("secret: {e}")))?;
         let proxy = secrets.open(&row.proxy, &column("proxy")).map_err(|e| setup(format!("proxy: {e}")))?;
         Ok(CorpSpec {
             corpid,
