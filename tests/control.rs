@@ -1085,15 +1085,15 @@ async fn corp_seal_seals_plaintext_rows_in_place() {
     let key = [("WEWORK_MASTER_KEY", MASTER_KEY)];
     let (code, out, err) = h.cli(&["corp", "seal"], &key).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("sealed 4 value(s); 0 already sealed"), "{out}");
+    assert!(out.contains("sealed 5 value(s); 0 already sealed"), "{out}");
     let sealed = stored_values().await;
     assert_eq!(sealed.len(), 4);
     for (s, p) in sealed.iter().zip(&plain) {
-        assert!(s.starts_with("wwenc:v1:") && !s.contains(p.as_str()), "{s}");
+        assert!(s.starts_with("wwenc:v2:") && !s.contains(p.as_str()), "{s}");
     }
     let (code, out, _) = h.cli(&["corp", "seal"], &key).await;
     assert_eq!(code, 0);
-    assert!(out.contains("sealed 0 value(s); 4 already sealed"), "idempotent: {out}");
+    assert!(out.contains("sealed 0 value(s); 5 already sealed"), "idempotent: {out}");
     assert_eq!(stored_values().await, sealed, "a second run changes nothing");
 
     // A wrong master key is reported, not ignored.

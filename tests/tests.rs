@@ -9,5 +9,7 @@ mod galera;
 mod hostile;
 mod ingest;
 mod media;
+mod ops;
 mod sdk;
 mod sim;
+mod upgrade;
