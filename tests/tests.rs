@@ -4,6 +4,7 @@
 
 mod common;
 mod control;
+mod feishu_fake;
 mod ingest;
 mod media;
 mod sdk;
