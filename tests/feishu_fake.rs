@@ -62,7 +62,8 @@ fn lark_oapi_works_against_the_fake() {
 fn manifest_is_deterministic_under_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (dir.path().join("a.json"), dir.path().join("b.json"), dir.path().join("c.json"));
-    let read = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let read =
+        |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
     let (_fa, _fb, _fc) = (start_fake(&a, 5), start_fake(&b, 5), start_fake(&c, 6));
     let (a, b, c) = (read(&a), read(&b), read(&c));
     for key in ["app_id", "app_secret", "encrypt_key", "verification_token", "users"] {

@@ -11,9 +11,18 @@ use tokio::net::{TcpListener, TcpStream};
 use wework_archive_sim::feishu::{FeishuConfig, FeishuSim};
 
 /// `(status, raw head, body)` of one request on a fresh connection.
-async fn http(sim: &FeishuSim, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, Vec<u8>) {
+async fn http(
+    sim: &FeishuSim,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(sim.local_addr()).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -39,7 +48,8 @@ async fn start(config: FeishuConfig) -> FeishuSim {
 async fn tenant_token(sim: &FeishuSim) -> String {
     let m = sim.manifest();
     let body = json!({"app_id": m.app_id, "app_secret": m.app_secret}).to_string();
-    let (status, _, b) = http(sim, "POST", "/open-apis/auth/v3/tenant_access_token/internal", &[], &body).await;
+    let (status, _, b) =
+        http(sim, "POST", "/open-apis/auth/v3/tenant_access_token/internal", &[], &body).await;
     assert_eq!(status, 200);
     json_of(&b)["tenant_access_token"].as_str().unwrap().to_string()
 }
@@ -50,24 +60,34 @@ async fn header_case_range_and_rate_limits() {
     let auth = format!("Bearer {}", tenant_token(&sim).await);
     let (_, _, tree) = http(&sim, "GET", "/_sim/tree", &[], "").await;
     let tree = json_of(&tree);
-    let big = tree["nodes"].as_array().unwrap().iter().find(|n| n["type"] == "file" && n["size"].as_u64() > Some(2_000_000)).unwrap();
+    let big = tree["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "file" && n["size"].as_u64() > Some(2_000_000))
+        .unwrap();
     let (token, size) = (big["token"].as_str().unwrap(), big["size"].as_u64().unwrap());
     let path = format!("/open-apis/drive/v1/files/{token}/download");
 
-    let (status, head, body) = http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", "bytes=0-99")], "").await;
+    let (status, head, body) =
+        http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", "bytes=0-99")], "").await;
     assert_eq!(status, 206, "{head}");
     assert_eq!(body.len(), 100);
     assert!(head.contains(&format!("\r\nContent-Range: bytes 0-99/{size}")), "{head}");
-    for name in ["Content-Type: ", "Content-Disposition: attachment", "X-Tt-Logid: ", "X-Ogw-Ratelimit-Limit: 5"] {
+    for name in
+        ["Content-Type: ", "Content-Disposition: attachment", "X-Tt-Logid: ", "X-Ogw-Ratelimit-Limit: 5"]
+    {
         assert!(head.contains(&format!("\r\n{name}")), "{name:?} in exactly this case:\n{head}");
     }
-    let (status, head, _) = http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", &format!("bytes={size}-"))], "").await;
+    let (status, head, _) =
+        http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", &format!("bytes={size}-"))], "").await;
     assert_eq!(status, 416, "{head}");
 
     // The download API allows 5 calls a second: a burst of 12 must see 429s with the headers.
     let mut throttled = 0;
     for _ in 0..12 {
-        let (status, head, body) = http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", "bytes=0-0")], "").await;
+        let (status, head, body) =
+            http(&sim, "GET", &path, &[("Authorization", &auth), ("Range", "bytes=0-0")], "").await;
         if status == 429 {
             throttled += 1;
             assert_eq!(json_of(&body)["code"], 99991400);
@@ -125,7 +145,12 @@ async fn flaky_webhook(fail: usize) -> (String, Arc<AtomicUsize>) {
                 got.extend_from_slice(&buf[..k]);
             }
             let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
-            let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").as_bytes()).await;
+            let _ = s
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")
+                        .as_bytes(),
+                )
+                .await;
         }
     });
     (url, seen)
@@ -156,7 +181,13 @@ async fn failed_pushes_are_retried_with_the_same_event_id() {
     let mut attempts = Vec::new();
     for _ in 0..100 {
         let (_, _, d) = http(&sim, "GET", "/_sim/deliveries", &[], "").await;
-        attempts = json_of(&d)["attempts"].as_array().unwrap().iter().filter(|a| a["event_id"] == json!(event_id)).cloned().collect();
+        attempts = json_of(&d)["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["event_id"] == json!(event_id))
+            .cloned()
+            .collect();
         if attempts.len() >= 2 {
             break;
         }
@@ -165,6 +196,10 @@ async fn failed_pushes_are_retried_with_the_same_event_id() {
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!((attempts[0]["attempt"].clone(), attempts[0]["status"].clone()), (json!(0), json!(500)));
     assert_eq!((attempts[1]["attempt"].clone(), attempts[1]["status"].clone()), (json!(1), json!(200)));
-    assert!(attempts.iter().all(|a| a["target"] == json!(url) && a["event_type"] == "vc.meeting.all_meeting_ended_v1"));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["target"] == json!(url) && a["event_type"] == "vc.meeting.all_meeting_ended_v1")
+    );
     sim.shutdown().await;
 }
