@@ -7,6 +7,7 @@ mod control;
 mod feishu;
 mod galera;
 mod hostile;
+mod feishu_fake;
 mod ingest;
 mod media;
 mod ops;

@@ -178,18 +178,18 @@ pub(crate) struct Credentials {
     app_secret: String,
 }
 
-fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Response> {
+fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Box<Response>> {
     let c: Credentials = serde_json::from_slice(body).map_err(|_| {
-        json_response(
+        Box::new(json_response(
             StatusCode::BAD_REQUEST,
             &json!({"code": 99992402, "msg": "field validation failed: body is not JSON"}),
-        )
+        ))
     })?;
     if c.app_id != shared.world.app_id || c.app_secret != shared.world.app_secret {
-        return Err(json_response(
+        return Err(Box::new(json_response(
             StatusCode::BAD_REQUEST,
             &json!({"code": 99991543, "msg": "app_id or app_secret is invalid"}),
-        ));
+        )));
     }
     Ok(())
 }
@@ -197,7 +197,7 @@ fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Response> {
 /// `POST /open-apis/auth/v3/tenant_access_token/internal` (flat body).
 pub(crate) async fn tenant_token(State(app): State<App>, body: Bytes) -> Response {
     if let Err(r) = parse_credentials(&app, &body) {
-        return r;
+        return *r;
     }
     let ttl = app.config.token_ttl.as_millis() as u64;
     let (token, expire) = current(&mut app.lock(), "tenant", ttl);
@@ -210,7 +210,7 @@ pub(crate) async fn tenant_token(State(app): State<App>, body: Bytes) -> Respons
 /// `POST /open-apis/auth/v3/app_access_token/internal` (flat body, also carries a tenant token).
 pub(crate) async fn app_token(State(app): State<App>, body: Bytes) -> Response {
     if let Err(r) = parse_credentials(&app, &body) {
-        return r;
+        return *r;
     }
     let ttl = app.config.token_ttl.as_millis() as u64;
     let mut inner = app.lock();

@@ -169,7 +169,7 @@ pub(crate) async fn spaces(
     let offset = page_offset(q.get("page_token").map(String::as_str))?;
     let all: Vec<&Space> = inner.wiki.spaces.iter().filter(|s| s.library_of.is_none()).collect();
     let end = (offset + size).min(all.len());
-    let items: Vec<Value> = all[offset.min(end)..end].iter().map(|s| space_json(s)).collect();
+    let items: Vec<Value> = all[offset.min(end)..end].iter().copied().map(space_json).collect();
     let has_more = end < all.len();
     Ok(ok(
         json!({"items": items, "page_token": if has_more { page_token(end) } else { String::new() }, "has_more": has_more}),
