@@ -5,9 +5,9 @@
 mod common;
 mod control;
 mod feishu;
+mod feishu_fake;
 mod galera;
 mod hostile;
-mod feishu_fake;
 mod ingest;
 mod media;
 mod ops;
