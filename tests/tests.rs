@@ -2,9 +2,11 @@
 //! They use the real SDK (fetched by scripts/fetch-sdk.sh), the simulator, and
 //! real MariaDB and Redis (scripts/services.sh); nothing is mocked.
 
+mod chain;
 mod common;
 mod control;
 mod ingest;
 mod media;
 mod sdk;
 mod sim;
+mod ui;

@@ -68,6 +68,7 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
         .with_context(|| format!("binding the HTTP endpoint {} (--http-listen)", config.http_listen))?;
     tracing::info!("http listening on {}", listener.local_addr()?);
     let cancel = super::shutdown_token();
+    crate::archive::anchor::spawn(ctx.store.clone(), cancel.clone());
     // Leases, change events, reloads: the control plane decides which corps
     // this instance pulls (src/control/mod.rs).
     let control = Arc::new(crate::control::ControlStats::default());

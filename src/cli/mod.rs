@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch. `main.rs` only calls [`main`].
 
+mod admin;
 mod bench;
 mod bench_ingest;
 mod bench_media;
@@ -9,6 +10,7 @@ mod ingest;
 mod media;
 mod seal;
 mod status;
+mod verify;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -55,6 +57,11 @@ enum Command {
     /// Benchmarks that print measured ratios (see issue targets).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Accounts of the archive browser (/ui/): add, list, remove.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Recompute each corp's hash chain; name the first altered, deleted, inserted or reordered record.
+    Verify(verify::VerifyArgs),
     /// The simulated WeCom service (for tests, demos and trying things by hand).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -114,6 +121,8 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
             bench::run(cmd, config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify(args) => verify::run(args, &config).await,
+        Command::Admin(cmd) => admin::run(cmd, &config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@
 //! future; handlers are thin and get their state explicitly ([`AppState`]).
 
 pub mod metrics;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,7 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(ui::router(state))
 }
 
 /// Serves on `listener` until `shutdown` completes.
@@ -83,7 +85,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // Connect info: the browser's access log and login rate limit need the remote address.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn healthz() -> &'static str {

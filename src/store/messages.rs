@@ -242,6 +242,7 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::FenceLost { corpid: corpid.to_string(), mine: fence, current });
         }
+        super::chain::extend_with_batch(&mut tx, corpid, records).await?;
         let mut inserted = 0;
         for chunk in chunk_by_size(records) {
             inserted += insert_chunk(&mut tx, &table, chunk).await?;
@@ -342,6 +343,7 @@ impl Store {
         .await?;
         let updated = tx.affected_rows() == 1;
         if updated {
+            super::chain::extend_with_redecrypt(&mut tx, corpid, msg).await?;
             run_statements(&mut tx, extra).await?;
         }
         tx.commit().await?;
