@@ -4,8 +4,8 @@
 //! 2 passes), so a stolen `ui_users` table is slow to brute-force. Session and
 //! CSRF tokens are 256 random bits; the database keeps only a token's sha256.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 
 /// Shortest password `admin add` accepts.

@@ -185,11 +185,18 @@ fn typed(
         "meeting_voice_call" => media_block(MediaKind::MeetingVoiceCall, p, msgid, index, media),
         "voip_doc_share" => media_block(MediaKind::VoipDocShare, p, msgid, index, media),
         "revoke" => html! { p.revoke { "↶ Revoked message " code { (s(p, "pre_msgid")) } } },
-        "agree" => html! { p.consent { "✓ Agreed to message archiving at " (p.get("agree_time").map(time_s).unwrap_or_default()) } },
-        "disagree" => html! { p.consent { "✗ Declined message archiving at " (p.get("disagree_time").map(time_s).unwrap_or_default()) } },
-        "card" => html! { div.card { "Contact card: " strong { (s(p, "userid")) } " (" (s(p, "corpname")) ")" } },
+        "agree" => {
+            html! { p.consent { "✓ Agreed to message archiving at " (p.get("agree_time").map(time_s).unwrap_or_default()) } }
+        }
+        "disagree" => {
+            html! { p.consent { "✗ Declined message archiving at " (p.get("disagree_time").map(time_s).unwrap_or_default()) } }
+        }
+        "card" => {
+            html! { div.card { "Contact card: " strong { (s(p, "userid")) } " (" (s(p, "corpname")) ")" } }
+        }
         "location" => {
-            let (lat, lon) = (text_of(p.get("latitude").unwrap_or(&empty)), text_of(p.get("longitude").unwrap_or(&empty)));
+            let (lat, lon) =
+                (text_of(p.get("latitude").unwrap_or(&empty)), text_of(p.get("longitude").unwrap_or(&empty)));
             html! { div.location { "📍 " strong { (s(p, "title")) } " " (s(p, "address")) " (" (lat) ", " (lon) ")" } }
         }
         "link" => html! {
@@ -198,8 +205,12 @@ fn typed(
                 p { (s(p, "description")) }
             }
         },
-        "weapp" => html! { div.card { "Mini program " strong { (s(p, "displayname")) } ": " (s(p, "title")) p { (s(p, "description")) } } },
-        "docmsg" => html! { div.card { "Document " strong { (link(s(p, "link_url"), s(p, "title"))) } " by " (s(p, "doc_creator")) } },
+        "weapp" => {
+            html! { div.card { "Mini program " strong { (s(p, "displayname")) } ": " (s(p, "title")) p { (s(p, "description")) } } }
+        }
+        "docmsg" => {
+            html! { div.card { "Document " strong { (link(s(p, "link_url"), s(p, "title"))) } " by " (s(p, "doc_creator")) } }
+        }
         "news" => html! {
             div.card {
                 @for item in p.get("item").and_then(Value::as_array).into_iter().flatten() {
@@ -232,11 +243,19 @@ fn typed(
     }
 }
 
-fn nested(msgtype: &str, p: &Value, msgid: &str, counter: &mut Counter, media: &dyn MediaLinks, depth: usize) -> Markup {
+fn nested(
+    msgtype: &str,
+    p: &Value,
+    msgid: &str,
+    counter: &mut Counter,
+    media: &dyn MediaLinks,
+    depth: usize,
+) -> Markup {
     if depth > 8 {
         return html! { p { "(nested too deep)" } };
     }
-    let items: Vec<&Value> = p.get("item").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let items: Vec<&Value> =
+        p.get("item").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
     html! {
         div class=(if msgtype == "chatrecord" { "chatrecord" } else { "mixed" }) {
             @if msgtype == "chatrecord" { p.title { "Forwarded chat record: " (s(p, "title")) } }
@@ -277,7 +296,8 @@ fn nested(msgtype: &str, p: &Value, msgid: &str, counter: &mut Counter, media: &
 }
 
 fn media_block(kind: MediaKind, p: &Value, msgid: &str, index: u32, media: &dyn MediaLinks) -> Markup {
-    let state = if index == u32::MAX { MediaState::Missing("no media id".into()) } else { media.media(msgid, index) };
+    let state =
+        if index == u32::MAX { MediaState::Missing("no media id".into()) } else { media.media(msgid, index) };
     let label = match kind {
         MediaKind::File | MediaKind::VoipDocShare => s(p, "filename").to_owned(),
         MediaKind::Voice => format!("voice, {} s", text_of(p.get("play_length").unwrap_or(&Value::Null))),
@@ -388,7 +408,10 @@ mod tests {
     struct NoMedia;
     impl MediaLinks for NoMedia {
         fn media(&self, msgid: &str, index: u32) -> MediaState {
-            MediaState::Ready { url: format!("m/{msgid}/{index}"), mp3_url: Some(format!("m/{msgid}/{index}.mp3")) }
+            MediaState::Ready {
+                url: format!("m/{msgid}/{index}"),
+                mp3_url: Some(format!("m/{msgid}/{index}.mp3")),
+            }
         }
     }
 
@@ -458,6 +481,8 @@ mod tests {
         assert!(!html.contains("<script>") && !html.contains("<i>") && !html.contains("<b>"), "{html}");
         assert!(!html.contains("href=\"javascript"), "{html}");
         let undecrypted = StoredRecord { decrypt_status: "no_key".into(), msgdata: None, ..stored(&v) };
-        assert!(record(&undecrypted, false, &NoMedia).into_string().contains("Could not be decrypted (no_key"));
+        assert!(
+            record(&undecrypted, false, &NoMedia).into_string().contains("Could not be decrypted (no_key")
+        );
     }
 }

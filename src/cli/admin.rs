@@ -54,11 +54,8 @@ pub(crate) async fn run(cmd: AdminCommand, config: &Config) -> anyhow::Result<Ex
             if args.user.is_empty() || args.user.len() > 191 || args.user.chars().any(char::is_control) {
                 bail!("--user must be 1 to 191 characters without control characters");
             }
-            let corps: Vec<String> = args
-                .corps
-                .iter()
-                .map(|c| CorpId::new(c).map(|c| c.to_string()))
-                .collect::<Result<_, _>>()?;
+            let corps: Vec<String> =
+                args.corps.iter().map(|c| CorpId::new(c).map(|c| c.to_string())).collect::<Result<_, _>>()?;
             if role == Role::Auditor && corps.is_empty() {
                 bail!("an auditor needs at least one --corp");
             }
@@ -66,7 +63,9 @@ pub(crate) async fn run(cmd: AdminCommand, config: &Config) -> anyhow::Result<Ex
                 Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
                 None => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the password from standard input")?;
                     s
                 }
             };

@@ -57,7 +57,14 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(at, user, action, corpid, target, remote)| Access { at, user, action, corpid, target, remote })
+            .map(|(at, user, action, corpid, target, remote)| Access {
+                at,
+                user,
+                action,
+                corpid,
+                target,
+                remote,
+            })
             .collect())
     }
 }

@@ -86,7 +86,11 @@ impl Store {
         let id: u64 = tx.exec_first("SELECT id FROM ui_users WHERE name = ?", (name,)).await?.unwrap_or(0);
         tx.exec_drop("DELETE FROM ui_user_corps WHERE user_id = ?", (id,)).await?;
         for c in corps {
-            tx.exec_drop("INSERT IGNORE INTO ui_user_corps (user_id, corpid) VALUES (?, ?)", (id, c.as_str())).await?;
+            tx.exec_drop(
+                "INSERT IGNORE INTO ui_user_corps (user_id, corpid) VALUES (?, ?)",
+                (id, c.as_str()),
+            )
+            .await?;
         }
         // A changed password or role ends the account's sessions.
         tx.exec_drop("DELETE FROM ui_sessions WHERE user_id = ?", (id,)).await?;
@@ -108,7 +112,8 @@ impl Store {
     /// Every account, by name.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(u64, String, String)> = conn.query("SELECT id, name, role FROM ui_users ORDER BY name").await?;
+        let rows: Vec<(u64, String, String)> =
+            conn.query("SELECT id, name, role FROM ui_users ORDER BY name").await?;
         let grants: Vec<(u64, String)> =
             conn.query("SELECT user_id, corpid FROM ui_user_corps ORDER BY corpid").await?;
         Ok(rows
@@ -127,7 +132,8 @@ impl Store {
             conn.exec_first("SELECT id, role, password_hash FROM ui_users WHERE name = ?", (name,)).await?;
         let Some((id, role, hash)) = row else { return Ok(None) };
         let Some(role) = Role::parse(&role) else { return Ok(None) };
-        let corps = conn.exec("SELECT corpid FROM ui_user_corps WHERE user_id = ? ORDER BY corpid", (id,)).await?;
+        let corps =
+            conn.exec("SELECT corpid FROM ui_user_corps WHERE user_id = ? ORDER BY corpid", (id,)).await?;
         Ok(Some((User { id, name: name.to_owned(), role, corps }, hash)))
     }
 
@@ -163,7 +169,8 @@ impl Store {
             .await?;
         let Some((id, name, role, csrf)) = row else { return Ok(None) };
         let Some(role) = Role::parse(&role) else { return Ok(None) };
-        let corps = conn.exec("SELECT corpid FROM ui_user_corps WHERE user_id = ? ORDER BY corpid", (id,)).await?;
+        let corps =
+            conn.exec("SELECT corpid FROM ui_user_corps WHERE user_id = ? ORDER BY corpid", (id,)).await?;
         Ok(Some(Session { user: User { id, name, role, corps }, csrf }))
     }
 

@@ -88,7 +88,11 @@ pub struct MediaFile {
 impl Store {
     /// Every conversation of a corp with its message count and last time,
     /// newest first. `filter` keeps those whose room id or participant contains it.
-    pub async fn conversations(&self, corpid: &CorpId, filter: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+    pub async fn conversations(
+        &self,
+        corpid: &CorpId,
+        filter: &str,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
         self.ensure_message_table(corpid).await?;
         let table = corpid.message_table();
         let mut conn = self.conn().await?;
@@ -124,7 +128,11 @@ impl Store {
         for (a, b, messages, last_msgtime) in pairs {
             let (Some(a), Some(b)) = (a, b) else { continue };
             if keep(&a) || keep(&b) {
-                out.push(ConversationSummary { conversation: Conversation::Pair { a, b }, messages, last_msgtime });
+                out.push(ConversationSummary {
+                    conversation: Conversation::Pair { a, b },
+                    messages,
+                    last_msgtime,
+                });
             }
         }
         if let Some((n, last)) = undecrypted
@@ -207,7 +215,13 @@ impl Store {
                         "SELECT {RECORD_COLUMNS} FROM {table}
                          WHERE decrypt_status NOT IN ('ok', 'unparsed') AND {after_clause} {order} LIMIT ?"
                     ),
-                    vec![Value::from(after.msgtime), after.msgtime.into(), after.id.into(), until.into(), limit.into()],
+                    vec![
+                        Value::from(after.msgtime),
+                        after.msgtime.into(),
+                        after.id.into(),
+                        until.into(),
+                        limit.into(),
+                    ],
                 )
                 .await?
             }
@@ -238,7 +252,11 @@ impl Store {
     }
 
     /// The media files of these messages.
-    pub async fn media_files(&self, corpid: &CorpId, msgids: &[String]) -> Result<Vec<MediaFile>, StoreError> {
+    pub async fn media_files(
+        &self,
+        corpid: &CorpId,
+        msgids: &[String],
+    ) -> Result<Vec<MediaFile>, StoreError> {
         let mut out = Vec::new();
         let mut conn = self.conn().await?;
         for chunk in msgids.chunks(1000) {

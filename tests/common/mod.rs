@@ -98,7 +98,10 @@ impl TestDb {
         use mysql_async::prelude::*;
         let name = format!("wwt_{tag}_{}", std::process::id());
         let pool = mysql_async::Pool::new(server);
-        let mut conn = pool.get_conn().await.expect("the test MariaDB server (TEST_DB_SERVER; bash scripts/services.sh)");
+        let mut conn = pool
+            .get_conn()
+            .await
+            .expect("the test MariaDB server (TEST_DB_SERVER; bash scripts/services.sh)");
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
         drop(conn);
         pool.disconnect().await.unwrap();

@@ -134,7 +134,10 @@ impl FromRequestParts<UiState> for Authed {
             Ok(None) => Err(to_login()),
             Err(e) => {
                 tracing::warn!("ui: reading the session failed: {e}");
-                Err(super::pages::error(axum::http::StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable."))
+                Err(super::pages::error(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable.",
+                ))
             }
         }
     }
@@ -153,7 +156,10 @@ mod tests {
             l.fail(&keys);
         }
         assert!(l.retry_after(&keys) > 0);
-        assert!(l.retry_after(&["ip:2".to_owned(), "user:a".to_owned()]) > 0, "the user is limited from anywhere");
+        assert!(
+            l.retry_after(&["ip:2".to_owned(), "user:a".to_owned()]) > 0,
+            "the user is limited from anywhere"
+        );
         assert_eq!(l.retry_after(&["ip:2".to_owned(), "user:b".to_owned()]), 0);
         l.succeed("user:a");
         assert!(l.retry_after(&["ip:1".to_owned()]) > 0, "the address stays limited");

@@ -27,7 +27,8 @@ pub const PAGE_SIZE: u32 = 100;
 
 /// A plain error page.
 pub fn error(status: StatusCode, what: &str) -> Response {
-    (status, Html(page("Error", None, html! { h1 { (status.as_u16()) } p { (what) } }).into_string())).into_response()
+    (status, Html(page("Error", None, html! { h1 { (status.as_u16()) } p { (what) } }).into_string()))
+        .into_response()
 }
 
 fn db_error(e: impl std::fmt::Display) -> Response {
@@ -113,8 +114,10 @@ fn login_page(message: Option<&str>, status: StatusCode) -> Response {
     };
     let mut r = html_response(page("Sign in", None, body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &token, std::time::Duration::from_secs(3600)).parse().unwrap());
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_CSRF_COOKIE, &token, std::time::Duration::from_secs(3600)).parse().unwrap(),
+    );
     r
 }
 
@@ -136,7 +139,10 @@ pub async fn login(
 ) -> Response {
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if !csrf_ok(&expected, &form.csrf) {
-        return error(StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong: reload the login page.");
+        return error(
+            StatusCode::FORBIDDEN,
+            "The form's CSRF token is missing or wrong: reload the login page.",
+        );
     }
     let user_key = format!("user:{}", form.user);
     let keys = [format!("ip:{remote}"), user_key.clone()];
@@ -170,12 +176,15 @@ pub async fn login(
     };
     state.limiter.succeed(&user_key);
     let (token, csrf) = (new_token(), new_token());
-    if let Err(e) = store.create_session(&token_hash(&token), user.id, &csrf, &remote, SESSION_TTL.as_secs()).await {
+    if let Err(e) =
+        store.create_session(&token_hash(&token), user.id, &csrf, &remote, SESSION_TTL.as_secs()).await
+    {
         return db_error(e);
     }
     let _ = store.log_access(&user.name, "login", "", "", &remote).await;
     let mut r = Redirect::to("/ui/").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &token, SESSION_TTL).parse().unwrap());
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &token, SESSION_TTL).parse().unwrap());
     r.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_CSRF_COOKIE, "", std::time::Duration::ZERO).parse().unwrap(),
@@ -191,7 +200,12 @@ pub struct CsrfForm {
 }
 
 /// Ends the session.
-pub async fn logout(State(state): State<UiState>, auth: Authed, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+pub async fn logout(
+    State(state): State<UiState>,
+    auth: Authed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if !csrf_ok(&auth.session.csrf, &form.csrf) {
         return error(StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong.");
     }
@@ -200,7 +214,10 @@ pub async fn logout(State(state): State<UiState>, auth: Authed, headers: HeaderM
     }
     let _ = state.app.store.log_access(&auth.session.user.name, "logout", "", "", &auth.remote).await;
     let mut r = Redirect::to("/ui/login").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO).parse().unwrap());
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO).parse().unwrap(),
+    );
     r
 }
 
@@ -388,7 +405,10 @@ pub struct UiMedia {
 impl UiMedia {
     /// Over the media rows of a page.
     pub fn new(corp: &str, files: Vec<MediaFile>) -> UiMedia {
-        UiMedia { corp: corp.to_owned(), files: files.into_iter().map(|f| ((f.msgid.clone(), f.item_index), f)).collect() }
+        UiMedia {
+            corp: corp.to_owned(),
+            files: files.into_iter().map(|f| ((f.msgid.clone(), f.item_index), f)).collect(),
+        }
     }
 }
 
@@ -429,8 +449,9 @@ pub async fn conversation(
         Err(e) => return db_error(e),
     };
     let target = format!("{} {}", conv.title(), q.after.as_deref().or(q.from.as_deref()).unwrap_or(""));
-    if let Err(e) =
-        store.log_access(&auth.session.user.name, "view_conversation", corpid.as_str(), &target, &auth.remote).await
+    if let Err(e) = store
+        .log_access(&auth.session.user.name, "view_conversation", corpid.as_str(), &target, &auth.remote)
+        .await
     {
         // Reading without the access being logged is not allowed.
         return db_error(e);
@@ -516,7 +537,13 @@ pub async fn media(
     let Some(rel) = safe_relative(&rel) else { return error(StatusCode::NOT_FOUND, "No such media file.") };
     let path = state.app.config.msgfile_dir.join(rel);
     let _ = store
-        .log_access(&auth.session.user.name, "media", corpid.as_str(), &format!("{msgid}/{index}"), &auth.remote)
+        .log_access(
+            &auth.session.user.name,
+            "media",
+            corpid.as_str(),
+            &format!("{msgid}/{index}"),
+            &auth.remote,
+        )
         .await;
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
