@@ -106,7 +106,8 @@ async fn seed(store: &Store, corpid: &CorpId, msgfile: &std::path::Path) -> Vec<
             sdkfield: String::new(),
             msgdata: Some(plain),
             status: if refs.is_empty() { 0 } else { 1 },
-            roomid: f.roomid,
+            // Switch records carry no room; stored here with the room so one page shows every type.
+            roomid: ROOM.to_owned(),
             decrypt_status: DecryptStatus::Ok,
             decrypt_code: 0,
             encrypt_random_key: None,
@@ -292,6 +293,7 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
     assert!(c.source().await.unwrap().contains("Admins only."));
+    c.goto(&format!("{base}/ui/")).await.unwrap();
     c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
 
     // Five wrong passwords lock the account out, even with the right one next.

@@ -44,7 +44,7 @@ pub fn conversation(records: &[StoredRecord], media: &dyn MediaLinks) -> Markup 
     let revoked: HashSet<String> = records
         .iter()
         .filter(|r| r.msgtype == "revoke")
-        .filter_map(|r| parsed(r))
+        .filter_map(parsed)
         .filter_map(|v| v.get("revoke")?.get("pre_msgid")?.as_str().map(str::to_owned))
         .collect();
     html! {

@@ -145,7 +145,7 @@ impl Store {
                 last_msgtime: last.unwrap_or(0),
             });
         }
-        out.sort_by(|x, y| y.last_msgtime.cmp(&x.last_msgtime));
+        out.sort_by_key(|c| std::cmp::Reverse(c.last_msgtime));
         Ok(out)
     }
 
