@@ -473,17 +473,6 @@ pub async fn conversation(
             label { "From day " input type="date" name="from" value=(q.from.clone().unwrap_or_default()); }
             button type="submit" { "Go" }
         }
-        form.filters method="post" action=(format!("/ui/corp/{}/export", corpid.as_str())) {
-            input type="hidden" name="csrf" value=(auth.session.csrf);
-            @match &conv {
-                Conversation::Room { roomid } => input type="hidden" name="room" value=(roomid);,
-                Conversation::Pair { a, b } => { input type="hidden" name="user" value=(a); input type="hidden" name="peer" value=(b); },
-                Conversation::Undecrypted => input type="hidden" name="all" value="1";,
-            }
-            label { "Export from " input type="date" name="from" required; }
-            label { " to " input type="date" name="to" required; }
-            button type="submit" id="export" { "Export (zip)" }
-        }
         (render::conversation(&records, &media))
         @if records.is_empty() { p.muted { "No messages here." } }
         div.pager { @if let Some(n) = next { a id="next" href=(n) { "Later messages →" } } }
