@@ -11,6 +11,7 @@
 //! - `sim` (the `wework-archive-sim` crate): the fake `qyapi.weixin.qq.com` that the
 //!   real SDK talks to in tests and the demo.
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -2,6 +2,7 @@
 //! They use the real SDK (fetched by scripts/fetch-sdk.sh), the simulator, and
 //! real MariaDB and Redis (scripts/services.sh); nothing is mocked.
 
+mod chain;
 mod common;
 mod control;
 mod feishu;
@@ -13,4 +14,5 @@ mod media;
 mod ops;
 mod sdk;
 mod sim;
+mod ui;
 mod upgrade;

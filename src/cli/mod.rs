@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch. `main.rs` only calls [`main`].
 
+mod admin;
 mod bench;
 mod bench_ingest;
 mod bench_media;
@@ -11,6 +12,7 @@ mod media;
 mod quarantine;
 mod seal;
 mod status;
+mod verify;
 mod wait_db;
 
 use std::process::ExitCode;
@@ -66,6 +68,11 @@ enum Command {
     /// Feishu apps, token hand-out keys, users, authorization cards and sessions.
     #[command(subcommand)]
     Feishu(feishu::FeishuCommand),
+    /// Accounts of the archive browser (/ui/): add, list, remove.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Recompute each corp's hash chain; name the first altered, deleted, inserted or reordered record.
+    Verify(verify::VerifyArgs),
     /// The simulated WeCom service (for tests, demos and trying things by hand).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -140,6 +147,8 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         Command::Feishu(cmd) => feishu::run(cmd, config).await,
+        Command::Verify(args) => verify::run(args, &config).await,
+        Command::Admin(cmd) => admin::run(cmd, &config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
     let corps = store.corps().await?;
     let states = store.states().await?;
     let media = crate::wecom::media::backlog(&store).await?;
+    let heads = store.chain_heads().await?;
     let mut out = Vec::new();
     let mut alarms = 0;
     for row in &corps {
@@ -38,6 +39,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             alarms += 1;
         }
         let media_jobs = media.get(&row.corpid).cloned().unwrap_or_default();
+        let chain = heads.iter().find(|h| h.corpid == row.corpid);
         out.push(serde_json::json!({
             "corpid": row.corpid,
             "corpname": row.corpname,
@@ -53,6 +55,8 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             "by_decrypt_status": by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "media": media_jobs,
             "alarm": state.alarm,
+            "chain_length": chain.map_or(0, |h| h.pos),
+            "chain_head": chain.map(|h| h.head.clone()),
         }));
     }
     let warning = (!config.secrets.has_master_key()).then_some(
@@ -84,6 +88,16 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
                 media_summary(&c["media"]),
                 c["alarm"].as_str().unwrap_or("")
             );
+        }
+        for c in &out {
+            if let Some(head) = c["chain_head"].as_str() {
+                println!(
+                    "chain head {}: {} at {}",
+                    c["corpid"].as_str().unwrap_or(""),
+                    head,
+                    c["chain_length"]
+                );
+            }
         }
     }
     Ok(if alarms > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -163,6 +163,8 @@ pub struct DbSnapshot {
     pub states: Vec<CorpRowStats>,
     /// media_jobs: (corp, state, count, sum of sizes).
     pub media: Vec<(String, String, u64, u64)>,
+    /// Hash chain heads per corp.
+    pub chain: Vec<crate::store::chain::ChainHead>,
 }
 
 async fn read_db(store: &Store) -> Result<DbSnapshot, StoreError> {
@@ -210,7 +212,9 @@ async fn read_db(store: &Store) -> Result<DbSnapshot, StoreError> {
         .query("SELECT corpid, state, COUNT(*), SUM(size) FROM media_jobs GROUP BY corpid, state ORDER BY corpid, state")
         .await?;
     let media = media.into_iter().map(|(c, s, n, b)| (c, s, n, b.unwrap_or(0))).collect();
-    Ok(DbSnapshot { at: Instant::now(), ok: true, corps, states, media })
+    drop(conn);
+    let chain = store.chain_heads().await?;
+    Ok(DbSnapshot { at: Instant::now(), ok: true, corps, states, media, chain })
 }
 
 async fn db_snapshot(state: &AppState) -> DbSnapshot {
@@ -224,11 +228,25 @@ async fn db_snapshot(state: &AppState) -> DbSnapshot {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!("/metrics: reading the database failed: {e}");
-            DbSnapshot { at: Instant::now(), ok: false, corps: (0, 0), states: Vec::new(), media: Vec::new() }
+            DbSnapshot {
+                at: Instant::now(),
+                ok: false,
+                corps: (0, 0),
+                states: Vec::new(),
+                media: Vec::new(),
+                chain: Vec::new(),
+            }
         }
         Err(_) => {
             tracing::warn!("/metrics: the database did not answer within {DB_TIMEOUT:?}");
-            DbSnapshot { at: Instant::now(), ok: false, corps: (0, 0), states: Vec::new(), media: Vec::new() }
+            DbSnapshot {
+                at: Instant::now(),
+                ok: false,
+                corps: (0, 0),
+                states: Vec::new(),
+                media: Vec::new(),
+                chain: Vec::new(),
+            }
         }
     };
     *cache = Some(snap.clone());
@@ -634,6 +652,18 @@ fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {
     e.family("wework_media_job_bytes", Kind::Gauge, "Sum of the stated sizes of media jobs, by state.");
     for (corp, state, _, bytes) in &db.media {
         e.sample("wework_media_job_bytes", &[("corp", corp), ("state", state)], *bytes as f64);
+    }
+    e.family("wework_chain_length", Kind::Gauge, "Links in the corp's tamper-evidence hash chain.");
+    for h in &db.chain {
+        e.sample("wework_chain_length", &[("corp", &h.corpid)], h.pos as f64);
+    }
+    e.family(
+        "wework_chain_head_info",
+        Kind::Gauge,
+        "The corp's hash chain head (label `head`, sha256 hex) and its length; anchor it elsewhere.",
+    );
+    for h in &db.chain {
+        e.sample("wework_chain_head_info", &[("corp", &h.corpid), ("head", &h.head)], 1.0);
     }
 }
 

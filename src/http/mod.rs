@@ -12,6 +12,7 @@
 mod app_token;
 pub mod metrics;
 pub mod public;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/feishu/app-token", get(app_token::app_token))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(ui::router(state))
 }
 
 /// Serves on `listener` until `shutdown` completes.
@@ -94,10 +96,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Peer addresses are recorded in the token hand-out audit.
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Connect info: the browser's access log and login rate limit need the remote address.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn healthz() -> &'static str {

@@ -350,6 +350,7 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::FenceLost { corpid: corpid.to_string(), mine: fence, current });
         }
+        super::chain::extend_with_batch(&mut tx, corpid, records).await?;
         let inserted = insert_records(&mut tx, corpid, &table, records).await?;
         run_statements(&mut tx, extra).await?;
         tx.exec_drop(
@@ -447,6 +448,7 @@ impl Store {
         .await?;
         let updated = tx.affected_rows() == 1;
         if updated {
+            super::chain::extend_with_redecrypt(&mut tx, corpid, msg).await?;
             run_statements(&mut tx, extra).await?;
         }
         tx.commit().await?;

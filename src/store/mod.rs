@@ -4,6 +4,10 @@
 //! needs it. Corp ids are validated into [`CorpId`] before any table name is
 //! derived from them.
 
+pub mod access_log;
+pub mod accounts;
+pub mod browse;
+pub mod chain;
 pub mod corps;
 pub mod endpoints;
 pub mod feishu_apps;

@@ -1,0 +1,47 @@
+//! The archive browser at `/ui/` on `HTTP_LISTEN`: server-rendered HTML (maud)
+//! for the people who must read the archive.
+//!
+//! - `/ui/login`, `/ui/logout`: sessions ([`auth`]).
+//! - `/ui/`: corps with their pull state, backlog, quarantine and chain head.
+//! - `/ui/corp/{corp}`: its conversations; `/ui/corp/{corp}/c?…`: one conversation;
+//!   `/ui/corp/{corp}/media/{msgid}/{index}`: a media file;
+//!   `/ui/corp/{corp}/search?q=…`: full-text search.
+//! - `/ui/admin/access`: the access log (admins).
+//!
+//! Handlers are thin: queries live in `store::browse`, rendering in
+//! `archive::render`, so the export renders exactly what the browser shows.
+
+pub mod auth;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::http::AppState;
+
+/// What the UI handlers read.
+#[derive(Clone)]
+pub struct UiState {
+    /// The service's state (store, settings).
+    pub app: AppState,
+    /// Failed-login counters.
+    pub limiter: Arc<auth::LoginLimiter>,
+}
+
+/// The `/ui` routes.
+pub fn router(app: AppState) -> Router {
+    let state = UiState { app, limiter: Arc::default() };
+    Router::new()
+        .route("/ui", get(pages::to_home))
+        .route("/ui/", get(pages::corps))
+        .route("/ui/style.css", get(pages::style))
+        .route("/ui/login", get(pages::login_form).post(pages::login))
+        .route("/ui/logout", post(pages::logout))
+        .route("/ui/corp/{corp}", get(pages::conversations))
+        .route("/ui/corp/{corp}/c", get(pages::conversation))
+        .route("/ui/corp/{corp}/media/{msgid}/{index}", get(pages::media))
+        .route("/ui/admin/access", get(pages::access_log))
+        .with_state(state)
+}

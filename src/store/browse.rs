@@ -1,0 +1,282 @@
+//! Read-only queries of the archive browser and exports over `message_<corpid>`
+//! and `media_jobs`: conversations, pages of one conversation, media files.
+//!
+//! Every page query walks an index in order (`idx_room_time` for group rooms,
+//! `idx_from_time` for one-to-one pairs) and stops at the page size, so a
+//! page costs the same on a corp of a thousand or a million messages.
+
+use mysql_async::prelude::*;
+use mysql_async::{Row, Value};
+
+use super::chain::{RECORD_COLUMNS, StoredRecord};
+use super::{CorpId, Store, StoreError};
+
+/// A conversation of a corp.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Conversation {
+    /// A group room.
+    Room {
+        /// Its roomid.
+        roomid: String,
+    },
+    /// Two people writing one to one (a <= b).
+    Pair {
+        /// One of them.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Records that could not be decrypted (they have no sender or room yet).
+    Undecrypted,
+}
+
+impl Conversation {
+    /// A pair in canonical order.
+    pub fn pair(x: &str, y: &str) -> Conversation {
+        let (a, b) = if x <= y { (x, y) } else { (y, x) };
+        Conversation::Pair { a: a.to_owned(), b: b.to_owned() }
+    }
+
+    /// How it is named on a page.
+    pub fn title(&self) -> String {
+        match self {
+            Conversation::Room { roomid } => format!("Group {roomid}"),
+            Conversation::Pair { a, b } => format!("{a} ↔ {b}"),
+            Conversation::Undecrypted => "Undecrypted records".to_owned(),
+        }
+    }
+}
+
+/// One line of a corp's conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationSummary {
+    /// Which conversation.
+    pub conversation: Conversation,
+    /// Messages in it.
+    pub messages: u64,
+    /// Time of its last message (ms).
+    pub last_msgtime: i64,
+}
+
+/// Where a page starts: after this (msgtime, id), in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageCursor {
+    /// Message time (ms).
+    pub msgtime: i64,
+    /// Row id (ties).
+    pub id: u64,
+}
+
+/// A media item's files, relative to the media root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFile {
+    /// Message id.
+    pub msgid: String,
+    /// Item index (0: the message's own).
+    pub item_index: u32,
+    /// Queue state.
+    pub state: String,
+    /// The file ('' until done).
+    pub path: String,
+    /// The MP3 of a voice ('' when none).
+    pub mp3_path: String,
+    /// The media kind.
+    pub kind: String,
+}
+
+impl Store {
+    /// Every conversation of a corp with its message count and last time,
+    /// newest first. `filter` keeps those whose room id or participant contains it.
+    pub async fn conversations(
+        &self,
+        corpid: &CorpId,
+        filter: &str,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let table = corpid.message_table();
+        let mut conn = self.conn().await?;
+        let rooms: Vec<(String, u64, i64)> = conn
+            .query(format!(
+                "SELECT roomid, COUNT(*), MAX(msgtime) FROM {table} WHERE roomid <> '' GROUP BY roomid"
+            ))
+            .await?;
+        let pairs: Vec<(Option<String>, Option<String>, u64, i64)> = conn
+            .query(format!(
+                "SELECT LEAST(msgfrom, r), GREATEST(msgfrom, r), COUNT(*), MAX(msgtime) FROM (
+                     SELECT msgfrom, msgtime, JSON_UNQUOTE(JSON_EXTRACT(tolist, '$[0]')) AS r
+                     FROM {table} WHERE roomid = '' AND decrypt_status = 'ok' AND action <> 'switch'
+                 ) t WHERE r IS NOT NULL GROUP BY 1, 2"
+            ))
+            .await?;
+        let undecrypted: Option<(u64, Option<i64>)> = conn
+            .query_first(format!(
+                "SELECT COUNT(*), MAX(msgtime) FROM {table} WHERE decrypt_status NOT IN ('ok', 'unparsed')"
+            ))
+            .await?;
+        let f = filter.trim().to_lowercase();
+        let keep = |s: &str| f.is_empty() || s.to_lowercase().contains(&f);
+        let mut out: Vec<ConversationSummary> = rooms
+            .into_iter()
+            .filter(|(r, _, _)| keep(r))
+            .map(|(roomid, messages, last_msgtime)| ConversationSummary {
+                conversation: Conversation::Room { roomid },
+                messages,
+                last_msgtime,
+            })
+            .collect();
+        for (a, b, messages, last_msgtime) in pairs {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            if keep(&a) || keep(&b) {
+                out.push(ConversationSummary {
+                    conversation: Conversation::Pair { a, b },
+                    messages,
+                    last_msgtime,
+                });
+            }
+        }
+        if let Some((n, last)) = undecrypted
+            && n > 0
+            && f.is_empty()
+        {
+            out.push(ConversationSummary {
+                conversation: Conversation::Undecrypted,
+                messages: n,
+                last_msgtime: last.unwrap_or(0),
+            });
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.last_msgtime));
+        Ok(out)
+    }
+
+    /// Up to `limit` records of a conversation after `after`, in time order.
+    pub async fn conversation_page(
+        &self,
+        corpid: &CorpId,
+        conv: &Conversation,
+        after: PageCursor,
+        until_ms: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let table = corpid.message_table();
+        let until = until_ms.unwrap_or(i64::MAX);
+        let order = "ORDER BY msgtime, id";
+        let mut conn = self.conn().await?;
+        let after_clause = "(msgtime > ? OR (msgtime = ? AND id > ?)) AND msgtime <= ?";
+        let rows: Vec<Row> = match conv {
+            Conversation::Room { roomid } => {
+                conn.exec(
+                    format!(
+                        "SELECT {RECORD_COLUMNS} FROM {table} FORCE INDEX (idx_room_time)
+                         WHERE roomid = ? AND {after_clause} {order} LIMIT ?"
+                    ),
+                    vec![
+                        Value::from(roomid),
+                        after.msgtime.into(),
+                        after.msgtime.into(),
+                        after.id.into(),
+                        until.into(),
+                        limit.into(),
+                    ],
+                )
+                .await?
+            }
+            Conversation::Pair { a, b } => {
+                // One index range per direction, merged: each stops at `limit`.
+                let side = format!(
+                    "(SELECT {RECORD_COLUMNS} FROM {table} FORCE INDEX (idx_from_time)
+                      WHERE msgfrom = ? AND roomid = '' AND {after_clause}
+                        AND (JSON_CONTAINS(tolist, JSON_QUOTE(?)) OR action = 'switch') {order} LIMIT ?)"
+                );
+                let mut params: Vec<Value> = Vec::new();
+                for (x, y) in [(a, b), (b, a)] {
+                    params.extend([
+                        Value::from(x),
+                        after.msgtime.into(),
+                        after.msgtime.into(),
+                        after.id.into(),
+                        until.into(),
+                        Value::from(y),
+                        limit.into(),
+                    ]);
+                }
+                let sql = if a == b {
+                    params.truncate(7);
+                    format!("SELECT * FROM ({side}) u {order} LIMIT {limit}")
+                } else {
+                    format!("SELECT * FROM ({side} UNION ALL {side}) u {order} LIMIT {limit}")
+                };
+                conn.exec(sql, params).await?
+            }
+            Conversation::Undecrypted => {
+                conn.exec(
+                    format!(
+                        "SELECT {RECORD_COLUMNS} FROM {table}
+                         WHERE decrypt_status NOT IN ('ok', 'unparsed') AND {after_clause} {order} LIMIT ?"
+                    ),
+                    vec![
+                        Value::from(after.msgtime),
+                        after.msgtime.into(),
+                        after.id.into(),
+                        until.into(),
+                        limit.into(),
+                    ],
+                )
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(StoredRecord::from_row).collect())
+    }
+
+    /// Records by row id (search hits), in the order asked.
+    pub async fn records_by_id(&self, corpid: &CorpId, ids: &[u64]) -> Result<Vec<StoredRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_message_table(corpid).await?;
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT {RECORD_COLUMNS} FROM {} WHERE id IN ({})",
+                    corpid.message_table(),
+                    vec!["?"; ids.len()].join(",")
+                ),
+                ids.iter().map(|i| Value::from(*i)).collect::<Vec<_>>(),
+            )
+            .await?;
+        let mut by_id: std::collections::HashMap<u64, StoredRecord> =
+            rows.into_iter().map(StoredRecord::from_row).map(|r| (r.id, r)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// The media files of these messages.
+    pub async fn media_files(
+        &self,
+        corpid: &CorpId,
+        msgids: &[String],
+    ) -> Result<Vec<MediaFile>, StoreError> {
+        let mut out = Vec::new();
+        let mut conn = self.conn().await?;
+        for chunk in msgids.chunks(1000) {
+            let sql = format!(
+                "SELECT msgid, item_index, state, path, mp3_path, kind FROM media_jobs
+                 WHERE corpid = ? AND msgid IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut params: Vec<Value> = vec![corpid.as_str().into()];
+            params.extend(chunk.iter().map(|m| Value::from(m.as_str())));
+            let rows: Vec<(String, u32, String, String, String, String)> = conn.exec(sql, params).await?;
+            out.extend(rows.into_iter().map(|(msgid, item_index, state, path, mp3_path, kind)| MediaFile {
+                msgid,
+                item_index,
+                state,
+                path,
+                mp3_path,
+                kind,
+            }));
+        }
+        Ok(out)
+    }
+}

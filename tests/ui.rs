@@ -1,0 +1,316 @@
+//! The archive browser in a real headless browser: Debian's chromium driven
+//! through chromedriver (WebDriver, fantoccini) against the real HTTP server
+//! and MariaDB. Screenshots of the main pages go to docs/.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use mysql_async::prelude::*;
+use serde_json::{Value, json};
+use wework_archive::archive::accounts::hash_password;
+use wework_archive::http::AppState;
+use wework_archive::store::accounts::Role;
+use wework_archive::store::media_jobs::enqueue_statement;
+use wework_archive::store::messages::{DecryptStatus, NewMessage};
+use wework_archive::store::{CorpId, Store};
+use wework_archive::wecom::media_refs::media_refs;
+use wework_archive::wecom::message::fields;
+
+use crate::common::{TestDb, test_config};
+
+const ROOM: &str = "wrAllTypesRoom0001";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn browser(profile: &std::path::Path) -> (Driver, Client) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (bash scripts/services.sh chromium)");
+    let driver = Driver(child);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+                     format!("--user-data-dir={}", profile.display())]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let url = format!("http://127.0.0.1:{port}");
+    for attempt in 0.. {
+        match ClientBuilder::new(connector.clone()).capabilities(caps.clone()).connect(&url).await {
+            Ok(c) => return (driver, c),
+            Err(e) if attempt < 50 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// One record per example type, all in one group room, plus an undecryptable one.
+async fn seed(store: &Store, corpid: &CorpId, msgfile: &std::path::Path) -> Vec<String> {
+    let ex: Value = serde_json::from_str(include_str!("data/EXAMPLES.json")).unwrap();
+    let mut records = Vec::new();
+    let mut types = Vec::new();
+    let mut media = Vec::new();
+    for (i, (name, v)) in ex.as_object().unwrap().iter().filter(|(k, _)| !k.starts_with('_')).enumerate() {
+        let mut v = v.clone();
+        let obj = v.as_object_mut().unwrap();
+        obj.insert("roomid".into(), json!(ROOM));
+        obj.insert("msgtime".into(), json!(1_741_596_000_000i64 + i as i64 * 60_000));
+        if name == "switch" {
+            obj.insert("time".into(), json!(1_741_596_000_000i64 + i as i64 * 60_000));
+        }
+        if name == "text" {
+            obj.insert("text".into(), json!({"content": "您好，报价单已发到邮箱，请查收。"}));
+        }
+        let plain = serde_json::to_vec(&v).unwrap();
+        let f = fields(&v);
+        let refs = media_refs(&v);
+        let msgid = v["msgid"].as_str().unwrap().to_owned();
+        types.push(f.msgtype.clone());
+        records.push(NewMessage {
+            msgid: msgid.clone(),
+            publickey_ver: 1,
+            seq: i as u64 + 1,
+            action: f.action,
+            msgfrom: f.from,
+            tolist: f.tolist,
+            msgtype: f.msgtype,
+            msgtime: f.msgtime,
+            text: f.text,
+            sdkfield: String::new(),
+            msgdata: Some(plain),
+            status: if refs.is_empty() { 0 } else { 1 },
+            // Switch records carry no room; stored here with the room so one page shows every type.
+            roomid: ROOM.to_owned(),
+            decrypt_status: DecryptStatus::Ok,
+            decrypt_code: 0,
+            encrypt_random_key: None,
+            encrypt_chat_msg: None,
+        });
+        media.push((msgid, f.msgtime, refs));
+    }
+    let n = records.len() as u64;
+    records.push(NewMessage {
+        msgid: "undecryptable-1".into(),
+        seq: n + 1,
+        decrypt_status: DecryptStatus::NoKey,
+        msgdata: None,
+        encrypt_random_key: Some("AAAA".into()),
+        encrypt_chat_msg: Some("BBBB".into()),
+        ..records[0].clone()
+    });
+    records.last_mut().unwrap().roomid = String::new();
+    let extra: Vec<_> = enqueue_statement(
+        corpid,
+        media.iter().flat_map(|(id, t, refs)| refs.iter().map(move |r| (id.as_str(), *t, r))),
+    )
+    .into_iter()
+    .collect();
+    let fence = store.claim_fence(corpid, "ui-test", None).await.unwrap();
+    store.commit_batch(corpid, fence, &records, n + 1, &extra).await.unwrap();
+    // The voice as a downloaded, transcoded file; the images as real files.
+    let dir = msgfile.join(corpid.as_str()).join("202503");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-ac", "1"])
+        .arg(dir.join("voice.mp3"))
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success());
+    std::fs::write(dir.join("voice.amr"), b"#!AMR\n").unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=2x2", "-frames:v", "1"])
+        .arg(dir.join("image.png"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rel = |f: &str| format!("{}/202503/{f}", corpid.as_str());
+    let mut conn = store.conn().await.unwrap();
+    conn.exec_drop(
+        "UPDATE media_jobs SET state = 'done', path = ?, mp3_path = ? WHERE corpid = ? AND kind = 'voice'",
+        (rel("voice.amr"), rel("voice.mp3"), corpid.as_str()),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "UPDATE media_jobs SET state = 'done', path = ? WHERE corpid = ? AND kind = 'image'",
+        (rel("image.png"), corpid.as_str()),
+    )
+    .await
+    .unwrap();
+    types
+}
+
+async fn log_in(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    c.find(Locator::Id("user")).await.unwrap().send_keys(user).await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(crate::common::repo().join("docs").join(name), png).unwrap();
+}
+
+/// A POST from the page's own origin, with the given body: its status.
+async fn post_status(c: &Client, path: &str, body: &str) -> u64 {
+    let script = "const [path, body, done] = arguments;
+        fetch(path, {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body, redirect: 'manual'})
+            .then(r => done(r.status)).catch(e => done(-1));";
+    c.execute_async(script, vec![json!(path), json!(body)]).await.unwrap().as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
+    let (db, store) = TestDb::fresh("ui_browse").await;
+    let msgfile = tempfile::tempdir().unwrap();
+    let config = Arc::new(test_config(&db.url, msgfile.path()));
+    let corpid = CorpId::new("wwuitest0001").unwrap();
+    let other = CorpId::new("wwuitest0002").unwrap();
+    let mut conn = store.conn().await.unwrap();
+    for c in [&corpid, &other] {
+        conn.exec_drop("INSERT INTO corplist (corpid, corpname) VALUES (?, 'UI test corp')", (c.as_str(),))
+            .await
+            .unwrap();
+    }
+    let types = seed(&store, &corpid, msgfile.path()).await;
+    store
+        .upsert_user("root-admin", &hash_password("admin password 1").unwrap(), Role::Admin, &[])
+        .await
+        .unwrap();
+    store
+        .upsert_user(
+            "auditor2",
+            &hash_password("auditor password 2").unwrap(),
+            Role::Auditor,
+            &[other.to_string()],
+        )
+        .await
+        .unwrap();
+
+    let state = AppState::new(store.clone(), Arc::default(), Arc::default(), config.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(wework_archive::http::serve(listener, state, std::future::pending()));
+
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = browser(profile.path()).await;
+
+    // A login without the form's CSRF token is refused.
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    assert_eq!(post_status(&c, "/ui/login", "user=root-admin&password=admin+password+1").await, 403);
+
+    // Wrong passwords are rate-limited per user after five tries.
+    log_in(&c, &base, "root-admin", "admin password 1").await;
+    let corps = c.find(Locator::Id("corps")).await.unwrap().text().await.unwrap();
+    assert!(corps.contains(corpid.as_str()) && corps.contains(other.as_str()), "{corps}");
+    screenshot(&c, "ui-corps.png").await;
+    // A state-changing request without the session's CSRF token is refused (and does not log out).
+    assert_eq!(post_status(&c, "/ui/logout", "csrf=wrong").await, 403);
+    assert_eq!(post_status(&c, "/ui/logout", "").await, 403);
+
+    c.find(Locator::LinkText(corpid.as_str())).await.unwrap().click().await.unwrap();
+    let list = c.find(Locator::Id("conversations")).await.unwrap().text().await.unwrap();
+    assert!(list.contains(ROOM) && list.contains("Undecrypted records"), "{list}");
+    screenshot(&c, "ui-conversations.png").await;
+
+    c.find(Locator::LinkText(&format!("Group {ROOM}"))).await.unwrap().click().await.unwrap();
+    for t in &types {
+        let found = c.find_all(Locator::Css(&format!("li.msg[data-msgtype='{t}']"))).await.unwrap();
+        assert_eq!(found.len(), 1, "message type {t} shown once");
+    }
+    let page = c.source().await.unwrap();
+    assert!(page.contains("报价单已发到邮箱"), "Chinese text shown");
+    assert!(page.contains("revoked by the sender"), "the revoked message is marked");
+    assert!(page.contains("switched to another enterprise account"));
+    assert!(page.contains("Can we move the review to 3pm?"), "chatrecord expanded");
+    let img_ok = c
+        .execute_async(
+            "const done = arguments[0]; const i = document.querySelector(\"li[data-msgtype='image'] img\");
+             let n = 0; const poll = () => (i.complete && i.naturalWidth) || n++ > 50 ? done(i.naturalWidth) : setTimeout(poll, 100);
+             poll();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(img_ok, json!(2), "the image loads inline");
+    screenshot(&c, "ui-conversation.png").await;
+
+    // The voice message plays (its MP3).
+    let played = c
+        .execute_async(
+            "const done = arguments[0]; const a = document.querySelector(\"li[data-msgtype='voice'] audio\");
+             a.play().then(() => setTimeout(() => done(a.currentTime), 700)).catch(e => done('error: ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(played.as_f64().is_some_and(|t| t > 0.0), "voice played: {played}");
+
+    // Undecryptable records are shown as such.
+    c.goto(&format!("{base}/ui/corp/{}/c?undecrypted=1", corpid.as_str())).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Could not be decrypted (no_key"));
+
+    // Views are in the access log, which admins see.
+    c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
+    let log = c.find(Locator::Id("access")).await.unwrap().text().await.unwrap();
+    assert!(log.contains("view_conversation") && log.contains(&format!("Group {ROOM}")), "{log}");
+    screenshot(&c, "ui-access-log.png").await;
+    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+
+    // The auditor sees only the granted corp.
+    log_in(&c, &base, "auditor2", "auditor password 2").await;
+    let corps = c.find(Locator::Id("corps")).await.unwrap().text().await.unwrap();
+    assert!(corps.contains(other.as_str()) && !corps.contains(corpid.as_str()), "{corps}");
+    c.goto(&format!("{base}/ui/corp/{}/c?room={ROOM}", corpid.as_str())).await.unwrap();
+    assert!(c.source().await.unwrap().contains("You were not granted this corp."));
+    c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Admins only."));
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+
+    // Five wrong passwords lock the account out, even with the right one next.
+    for _ in 0..5 {
+        log_in(&c, &base, "auditor2", "wrong password!").await;
+    }
+    log_in(&c, &base, "auditor2", "auditor password 2").await;
+    assert!(c.source().await.unwrap().contains("Too many failed sign-ins"));
+
+    c.close().await.unwrap();
+    server.abort();
+    let rows: u64 = conn
+        .query_first(
+            "SELECT COUNT(*) FROM access_log WHERE action = 'login_failed' AND user_name = 'auditor2'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows, 5, "failed logins are logged; the locked-out try is not even checked");
+}
