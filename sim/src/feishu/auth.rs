@@ -92,7 +92,12 @@ pub(crate) enum Accept {
 
 /// The bearer check: 99991661 without a token, 99991671 for a malformed one, 99991663 for a dead
 /// tenant token, 99991668 for an unknown and 99991677 for an expired or revoked user token.
-pub(crate) fn check(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, accept: Accept) -> Result<Caller, ApiError> {
+pub(crate) fn check(
+    shared: &Shared,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    accept: Accept,
+) -> Result<Caller, ApiError> {
     let Some(token) = bearer(headers) else {
         return Err(ApiError::bad(
             99991661,
@@ -119,7 +124,9 @@ pub(crate) fn check(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, acc
     }
     if token.starts_with("u-") {
         return match inner.auth.user.get_mut(token) {
-            None => Err(ApiError::bad(99991668, "Invalid access token for authorization (user_access_token).")),
+            None => {
+                Err(ApiError::bad(99991668, "Invalid access token for authorization (user_access_token)."))
+            }
             Some(u) if u.revoked || u.expires_ms <= now => Err(expired_user()),
             Some(u) => {
                 if shared.config.faults.roll(seed, FeishuFaultKind::TokenExpiry) {
@@ -134,7 +141,10 @@ pub(crate) fn check(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, acc
 }
 
 fn invalid_tenant() -> ApiError {
-    ApiError::bad(99991663, "Invalid access token for authorization. Please make a request with token attached.")
+    ApiError::bad(
+        99991663,
+        "Invalid access token for authorization. Please make a request with token attached.",
+    )
 }
 
 fn expired_user() -> ApiError {
@@ -145,7 +155,9 @@ fn expired_user() -> ApiError {
 fn current(inner_ids: &mut Inner, kind: &str, ttl_ms: u64) -> (String, u64) {
     let now = now_ms();
     let list = if kind == "tenant" { &inner_ids.auth.tenant } else { &inner_ids.auth.app };
-    if let Some(t) = list.last().filter(|t| !t.revoked && t.expires_ms > now + ROTATE_BELOW_MS.min(ttl_ms / 2)) {
+    if let Some(t) =
+        list.last().filter(|t| !t.revoked && t.expires_ms > now + ROTATE_BELOW_MS.min(ttl_ms / 2))
+    {
         return (t.token.clone(), (t.expires_ms - now) / 1000);
     }
     let token = format!("t-g{}", inner_ids.alnum(40));
@@ -166,15 +178,18 @@ pub(crate) struct Credentials {
     app_secret: String,
 }
 
-fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Response> {
+fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Box<Response>> {
     let c: Credentials = serde_json::from_slice(body).map_err(|_| {
-        json_response(StatusCode::BAD_REQUEST, &json!({"code": 99992402, "msg": "field validation failed: body is not JSON"}))
+        Box::new(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": 99992402, "msg": "field validation failed: body is not JSON"}),
+        ))
     })?;
     if c.app_id != shared.world.app_id || c.app_secret != shared.world.app_secret {
-        return Err(json_response(
+        return Err(Box::new(json_response(
             StatusCode::BAD_REQUEST,
             &json!({"code": 99991543, "msg": "app_id or app_secret is invalid"}),
-        ));
+        )));
     }
     Ok(())
 }
@@ -182,17 +197,20 @@ fn parse_credentials(shared: &Shared, body: &[u8]) -> Result<(), Response> {
 /// `POST /open-apis/auth/v3/tenant_access_token/internal` (flat body).
 pub(crate) async fn tenant_token(State(app): State<App>, body: Bytes) -> Response {
     if let Err(r) = parse_credentials(&app, &body) {
-        return r;
+        return *r;
     }
     let ttl = app.config.token_ttl.as_millis() as u64;
     let (token, expire) = current(&mut app.lock(), "tenant", ttl);
-    json_response(StatusCode::OK, &json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire}))
+    json_response(
+        StatusCode::OK,
+        &json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire}),
+    )
 }
 
 /// `POST /open-apis/auth/v3/app_access_token/internal` (flat body, also carries a tenant token).
 pub(crate) async fn app_token(State(app): State<App>, body: Bytes) -> Response {
     if let Err(r) = parse_credentials(&app, &body) {
-        return r;
+        return *r;
     }
     let ttl = app.config.token_ttl.as_millis() as u64;
     let mut inner = app.lock();
@@ -252,8 +270,12 @@ pub(crate) fn decide(shared: &Shared, d: &Decision) -> Result<String, ApiError> 
             }
             let mut inner = shared.lock();
             let code = inner.hex(32);
-            let scope = d.scope.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| APP_SCOPES.to_string());
-            let challenge = d.code_challenge.clone().map(|c| (c, d.code_challenge_method.clone().unwrap_or("plain".into())));
+            let scope =
+                d.scope.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| APP_SCOPES.to_string());
+            let challenge = d
+                .code_challenge
+                .clone()
+                .map(|c| (c, d.code_challenge_method.clone().unwrap_or("plain".into())));
             inner.auth.codes.insert(
                 code.clone(),
                 Code {
@@ -277,16 +299,21 @@ fn html_escape(s: &str) -> String {
 }
 
 /// `GET /open-apis/authen/v1/authorize`: the consent page, one approve button per person.
-pub(crate) async fn authorize_page(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub(crate) async fn authorize_page(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
     if get("client_id") != app.world.app_id || get("redirect_uri").is_empty() {
-        return (StatusCode::BAD_REQUEST, Html("<h1>Invalid authorization request</h1>".to_string())).into_response();
+        return (StatusCode::BAD_REQUEST, Html("<h1>Invalid authorization request</h1>".to_string()))
+            .into_response();
     }
-    let hidden: String = ["client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"]
-        .iter()
-        .filter(|k| q.contains_key(**k))
-        .map(|k| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", html_escape(&get(k))))
-        .collect();
+    let hidden: String =
+        ["client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"]
+            .iter()
+            .filter(|k| q.contains_key(**k))
+            .map(|k| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", html_escape(&get(k))))
+            .collect();
     let options: String = app
         .world
         .users
@@ -310,16 +337,27 @@ pub(crate) async fn authorize_page(State(app): State<App>, Query(q): Query<HashM
 pub(crate) async fn authorize_decide(State(app): State<App>, body: Bytes) -> Response {
     let d: Decision = match serde_urlencoded::from_bytes(&body) {
         Ok(d) => d,
-        Err(e) => return (StatusCode::BAD_REQUEST, Html(format!("<h1>Bad form: {}</h1>", html_escape(&e.to_string())))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(format!("<h1>Bad form: {}</h1>", html_escape(&e.to_string()))),
+            )
+                .into_response();
+        }
     };
     match decide(&app, &d) {
         Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Html(format!("<h1>{}</h1>", html_escape(&e.msg)))).into_response(),
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, Html(format!("<h1>{}</h1>", html_escape(&e.msg)))).into_response()
+        }
     }
 }
 
 fn oauth_error(code: i64, error: &str, description: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, &json!({"code": code, "error": error, "error_description": description}))
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"code": code, "error": error, "error_description": description}),
+    )
 }
 
 /// `POST /open-apis/authen/v2/oauth/token`: JSON or form body; authorization_code and
@@ -355,13 +393,23 @@ pub(crate) async fn oauth_token(State(app): State<App>, headers: HeaderMap, body
             if code.expires_ms <= now {
                 return oauth_error(20004, "invalid_grant", "authorization code has expired");
             }
-            if code.client_id != get("client_id") || (!get("redirect_uri").is_empty() && code.redirect_uri != get("redirect_uri")) {
-                return oauth_error(20071, "invalid_grant", "redirect_uri does not match the authorization request");
+            if code.client_id != get("client_id")
+                || (!get("redirect_uri").is_empty() && code.redirect_uri != get("redirect_uri"))
+            {
+                return oauth_error(
+                    20071,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                );
             }
             if let Some((challenge, method)) = &code.challenge
                 && !pkce_ok(challenge, method, get("code_verifier"))
             {
-                return oauth_error(20070, "invalid_grant", "code_verifier does not match the code_challenge");
+                return oauth_error(
+                    20070,
+                    "invalid_grant",
+                    "code_verifier does not match the code_challenge",
+                );
             }
             (code.open_id.clone(), code.scope.clone())
         }
@@ -377,17 +425,29 @@ pub(crate) async fn oauth_token(State(app): State<App>, headers: HeaderMap, body
             }
             (r.open_id.clone(), r.scope.clone())
         }
-        other => return oauth_error(20001, "unsupported_grant_type", &format!("grant_type {other:?} is not supported")),
+        other => {
+            return oauth_error(
+                20001,
+                "unsupported_grant_type",
+                &format!("grant_type {other:?} is not supported"),
+            );
+        }
     };
     let access = format!("u-{}", inner.alnum(44));
     let ttl = app.config.user_token_ttl.as_millis() as u64;
-    inner.auth.user.insert(access.clone(), UserToken { open_id: open_id.clone(), expires_ms: now + ttl, revoked: false });
+    inner.auth.user.insert(
+        access.clone(),
+        UserToken { open_id: open_id.clone(), expires_ms: now + ttl, revoked: false },
+    );
     inner.auth.latest_user.insert(open_id.clone(), access.clone());
     let mut out = json!({"code": 0, "access_token": access, "expires_in": ttl / 1000, "token_type": "Bearer", "scope": scope});
     if scope.split_whitespace().any(|s| s == "offline_access") {
         let refresh = format!("ur-{}", inner.alnum(44));
         let rttl = app.config.refresh_token_ttl.as_millis() as u64;
-        inner.auth.refresh.insert(refresh.clone(), Refresh { open_id, scope, expires_ms: now + rttl, used: false });
+        inner
+            .auth
+            .refresh
+            .insert(refresh.clone(), Refresh { open_id, scope, expires_ms: now + rttl, used: false });
         out["refresh_token"] = json!(refresh);
         out["refresh_token_expires_in"] = json!(rttl / 1000);
     }
@@ -432,7 +492,11 @@ pub(crate) fn revoke(inner: &mut Inner, kind: &str, open_id: Option<&str>) -> Re
         }
         "user" => {
             let open_id = open_id.ok_or("kind user needs open_id")?;
-            let token = inner.auth.latest_user.get(open_id).ok_or_else(|| format!("no user token was issued to {open_id}"))?;
+            let token = inner
+                .auth
+                .latest_user
+                .get(open_id)
+                .ok_or_else(|| format!("no user token was issued to {open_id}"))?;
             if let Some(u) = inner.auth.user.get_mut(token) {
                 u.revoked = true;
             }

@@ -73,9 +73,12 @@ impl FeishuArgs {
 
 /// Runs `sim feishu` until Ctrl-C or SIGTERM.
 pub async fn serve_feishu_cli(args: FeishuArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let sim = FeishuSim::start(listener, args.config()).await?;
-    sim.manifest().write_atomic(&args.manifest).with_context(|| format!("writing manifest {}", args.manifest.display()))?;
+    sim.manifest()
+        .write_atomic(&args.manifest)
+        .with_context(|| format!("writing manifest {}", args.manifest.display()))?;
     eprintln!("wework-archive sim feishu: serving {} (manifest {})", sim.base_url(), args.manifest.display());
     crate::cli::shutdown_signal().await;
     sim.shutdown().await;

@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::state::now_s;
-use super::{auth, docs, events, im, vc};
 use super::server::json_response;
 use super::state::App;
+use super::state::now_s;
+use super::{auth, docs, events, im, vc};
 
 /// Every `/_sim/` route.
 pub(crate) fn router() -> Router<App> {
@@ -42,14 +42,14 @@ pub(crate) fn done() -> Response {
 }
 
 /// Parses a JSON body or answers 400.
-pub(crate) fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(raw).map_err(|e| refuse(format!("bad JSON body: {e}")))
+pub(crate) fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(raw).map_err(|e| Box::new(refuse(format!("bad JSON body: {e}"))))
 }
 
 async fn authorize(State(app): State<App>, raw: Bytes) -> Response {
     let d: auth::Decision = match body(&raw) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match auth::decide(&app, &d) {
         Ok(location) => json_response(StatusCode::OK, &json!({"location": location})),
@@ -66,7 +66,7 @@ struct Revoke {
 async fn revoke(State(app): State<App>, raw: Bytes) -> Response {
     let r: Revoke = match body(&raw) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match auth::revoke(&mut app.lock(), &r.kind, r.open_id.as_deref()) {
         Ok(()) => done(),
@@ -87,7 +87,7 @@ struct Url {
 async fn subscribe(State(app): State<App>, raw: Bytes) -> Response {
     let u: Url = match body(&raw) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match events::subscribe(&app, &u.url).await {
         Ok(()) => done(),
@@ -103,7 +103,7 @@ struct EventId {
 async fn redeliver(State(app): State<App>, raw: Bytes) -> Response {
     let e: EventId = match body(&raw) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match events::redeliver(&app, &e.event_id) {
         Ok(()) => done(),
@@ -133,7 +133,7 @@ struct CardAction {
 async fn card_actions(State(app): State<App>, raw: Bytes) -> Response {
     let c: CardAction = match body(&raw) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match im::card_action(&app, &c.message_id, &c.open_id, c.value).await {
         Ok(answer) => json_response(StatusCode::OK, &json!({"ok": true, "response": answer})),
@@ -144,7 +144,7 @@ async fn card_actions(State(app): State<App>, raw: Bytes) -> Response {
 async fn meetings(State(app): State<App>, raw: Bytes) -> Response {
     let m: vc::NewMeeting = match body(&raw) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match vc::end_meeting(&app, m) {
         Ok(v) => json_response(StatusCode::OK, &v),
@@ -160,9 +160,13 @@ struct Token {
 async fn touch(State(app): State<App>, raw: Bytes) -> Response {
     let t: Token = match body(&raw) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    if app.lock().docs.touch(&t.token, now_s()) { done() } else { refuse(format!("no document {:?}", t.token)) }
+    if app.lock().docs.touch(&t.token, now_s()) {
+        done()
+    } else {
+        refuse(format!("no document {:?}", t.token))
+    }
 }
 
 /// Every drive node, wiki space and wiki node with what a complete backup must hold.

@@ -155,7 +155,9 @@ fn parse_range(headers: &HeaderMap, total: u64) -> Result<Option<(u64, u64)>, ()
             (total.saturating_sub(n), total - 1)
         }
         (s, "") => (s.parse().map_err(|_| ())?, total.saturating_sub(1)),
-        (s, e) => (s.parse().map_err(|_| ())?, e.parse::<u64>().map_err(|_| ())?.min(total.saturating_sub(1))),
+        (s, e) => {
+            (s.parse().map_err(|_| ())?, e.parse::<u64>().map_err(|_| ())?.min(total.saturating_sub(1)))
+        }
     };
     if total == 0 || start >= total || end < start {
         return Err(());
@@ -165,7 +167,10 @@ fn parse_range(headers: &HeaderMap, total: u64) -> Result<Option<(u64, u64)>, ()
 
 /// `Content-Disposition` with an ASCII fallback and the RFC 5987 UTF-8 name.
 fn disposition(name: &str) -> String {
-    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", pct(name))
 }
 
@@ -237,7 +242,9 @@ mod tests {
     #[test]
     fn export_matrix() {
         assert!(valid_export("docx", "pdf") && valid_export("sheet", "csv"));
-        assert!(!valid_export("slides", "pdf") && !valid_export("file", "pdf") && !valid_export("docx", "xlsx"));
+        assert!(
+            !valid_export("slides", "pdf") && !valid_export("file", "pdf") && !valid_export("docx", "xlsx")
+        );
         assert_eq!(default_export("bitable"), Some("xlsx"));
         assert_eq!(default_export("mindnote"), None);
     }

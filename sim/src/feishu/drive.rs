@@ -40,8 +40,18 @@ pub(crate) struct Drive {
 }
 
 pub(crate) const TITLES: [&str; 12] = [
-    "Quarterly report", "Roadmap", "Budget", "Meeting notes", "Design review", "Onboarding", "Release plan",
-    "Customer list", "Contract", "周报", "项目计划", "Retrospective",
+    "Quarterly report",
+    "Roadmap",
+    "Budget",
+    "Meeting notes",
+    "Design review",
+    "Onboarding",
+    "Release plan",
+    "Customer list",
+    "Contract",
+    "周报",
+    "项目计划",
+    "Retrospective",
 ];
 
 /// Token prefix of each type.
@@ -60,7 +70,14 @@ pub(crate) fn prefix(t: &str) -> &'static str {
 }
 
 /// Adds a seeded document of `obj_type` to `docs`; returns its token.
-pub(crate) fn new_doc(r: &mut rand_chacha::ChaCha8Rng, docs: &mut Docs, obj_type: &str, n: usize, owner: &str, big: bool) -> String {
+pub(crate) fn new_doc(
+    r: &mut rand_chacha::ChaCha8Rng,
+    docs: &mut Docs,
+    obj_type: &str,
+    n: usize,
+    owner: &str,
+    big: bool,
+) -> String {
     let token = format!("{}{}", prefix(obj_type), lower(r, 22));
     let base = TITLES[n % TITLES.len()];
     let title = if obj_type == "file" {
@@ -98,21 +115,39 @@ impl Drive {
         let folder = |d: &mut Drive, r: &mut rand_chacha::ChaCha8Rng, parent: &str, name: &str| {
             let token = format!("fldcn{}", lower(r, 22));
             let created_s = 1_749_000_000 + r.random_range(0..1_000_000u64);
-            d.nodes.push(DriveNode { token: token.clone(), node_type: "folder".into(), parent: parent.into(), name: name.into(), created_s, shortcut: None });
+            d.nodes.push(DriveNode {
+                token: token.clone(),
+                node_type: "folder".into(),
+                parent: parent.into(),
+                name: name.into(),
+                created_s,
+                shortcut: None,
+            });
             token
         };
         let projects = folder(&mut d, &mut r, &root, "Projects");
         let archive = folder(&mut d, &mut r, &projects, "Archive 2025");
         let q1 = folder(&mut d, &mut r, &archive, "Q1");
         let shared = folder(&mut d, &mut r, &root, "Shared");
-        let mut docs_in = |d: &mut Drive, r: &mut rand_chacha::ChaCha8Rng, parent: &str, count: usize, big_at: Option<usize>| {
+        let mut docs_in = |d: &mut Drive,
+                           r: &mut rand_chacha::ChaCha8Rng,
+                           parent: &str,
+                           count: usize,
+                           big_at: Option<usize>| {
             let mut tokens = Vec::new();
             for i in 0..count {
                 let t = TYPES[(n + i) % TYPES.len()];
                 let big = big_at == Some(i);
                 let t = if big { "file" } else { t };
                 let token = new_doc(r, docs, t, n + i, &owner, big);
-                d.nodes.push(DriveNode { token: token.clone(), node_type: t.into(), parent: parent.into(), name: String::new(), created_s: 0, shortcut: None });
+                d.nodes.push(DriveNode {
+                    token: token.clone(),
+                    node_type: t.into(),
+                    parent: parent.into(),
+                    name: String::new(),
+                    created_s: 0,
+                    shortcut: None,
+                });
                 tokens.push(token);
             }
             n += count;
@@ -146,7 +181,11 @@ impl Drive {
 
 fn file_json(app: &App, node: &DriveNode, docs: &Docs, drive: &Drive) -> Value {
     let (title, created, modified) = drive.meta(node, docs);
-    let owner = docs.map.get(&node.token).map(|d| d.owner.clone()).unwrap_or_else(|| app.world.users[0].open_id.clone());
+    let owner = docs
+        .map
+        .get(&node.token)
+        .map(|d| d.owner.clone())
+        .unwrap_or_else(|| app.world.users[0].open_id.clone());
     let mut v = json!({
         "token": node.token, "name": title, "type": node.node_type, "parent_token": node.parent,
         "url": format!("{}/{}/{}", app.base_url, if node.node_type == "folder" { "drive/folder" } else { node.node_type.as_str() }, node.token),
@@ -159,7 +198,11 @@ fn file_json(app: &App, node: &DriveNode, docs: &Docs, drive: &Drive) -> Value {
 }
 
 /// `GET /open-apis/drive/v1/files`.
-pub(crate) async fn list(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+pub(crate) async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut inner = app.lock();
     check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let folder = q.get("folder_token").filter(|f| !f.is_empty()).cloned();
@@ -202,11 +245,17 @@ pub(crate) async fn list(State(app): State<App>, headers: HeaderMap, Query(q): Q
 pub(crate) async fn root_meta(State(app): State<App>, headers: HeaderMap) -> ApiResult {
     let mut inner = app.lock();
     check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
-    Ok(ok(json!({"token": inner.drive.root, "id": inner.drive.root_id, "user_id": app.world.users[0].user_id})))
+    Ok(ok(
+        json!({"token": inner.drive.root, "id": inner.drive.root_id, "user_id": app.world.users[0].user_id}),
+    ))
 }
 
 /// `GET /open-apis/drive/v1/files/:file_token/download`.
-pub(crate) async fn download(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+pub(crate) async fn download(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
     let found = {
         let mut inner = app.lock();
         if let Err(e) = check(&app, &mut inner, &headers, Accept::TenantOrUser) {
@@ -214,7 +263,9 @@ pub(crate) async fn download(State(app): State<App>, headers: HeaderMap, Path(to
         }
         match inner.docs.map.get(&token) {
             None => Err(ApiError::new(StatusCode::NOT_FOUND, 1061003, "file not found")),
-            Some(d) if d.obj_type != "file" => Err(ApiError::bad(1061002, "only uploaded files can be downloaded; export online documents")),
+            Some(d) if d.obj_type != "file" => {
+                Err(ApiError::bad(1061002, "only uploaded files can be downloaded; export online documents"))
+            }
             Some(d) => Ok((inner.docs.file_blob(app.config.seed, &token), d.title.clone())),
         }
     };

@@ -20,8 +20,12 @@ use super::state::{App, Inner, Shared, now_ms, now_s};
 use crate::crypto::aes256_cbc_encrypt;
 
 /// Feishu's retry schedule.
-pub(crate) const FEISHU_RETRY_DELAYS: [Duration; 4] =
-    [Duration::from_secs(15), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(21600)];
+pub(crate) const FEISHU_RETRY_DELAYS: [Duration; 4] = [
+    Duration::from_secs(15),
+    Duration::from_secs(300),
+    Duration::from_secs(3600),
+    Duration::from_secs(21600),
+];
 
 /// A push must be answered within this long.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
@@ -67,7 +71,12 @@ pub(crate) fn sign(timestamp: &str, nonce: &str, encrypt_key: &str, body: &[u8])
 }
 
 /// A new schema-2.0 envelope; returns its event id and compact JSON text.
-pub(crate) fn envelope(shared: &Shared, inner: &mut Inner, event_type: &str, event: Value) -> (String, Vec<u8>) {
+pub(crate) fn envelope(
+    shared: &Shared,
+    inner: &mut Inner,
+    event_type: &str,
+    event: Value,
+) -> (String, Vec<u8>) {
     let event_id = inner.hex(32);
     let w = &shared.world;
     let v = json!({
@@ -98,7 +107,8 @@ pub(crate) fn emit(app: &App, event_type: &str, event: Value) -> String {
 pub(crate) fn redeliver(app: &App, event_id: &str) -> Result<(), String> {
     let (event_type, text, urls, conns) = {
         let inner = app.lock();
-        let (t, text) = inner.events.events.get(event_id).cloned().ok_or_else(|| format!("no event {event_id:?}"))?;
+        let (t, text) =
+            inner.events.events.get(event_id).cloned().ok_or_else(|| format!("no event {event_id:?}"))?;
         (t, text, inner.events.subscriptions.clone(), inner.ws.ids())
     };
     fan_out(app, event_id, &event_type, &text, urls, conns);
@@ -194,7 +204,8 @@ pub(crate) async fn push(app: &App, url: &str, plaintext: &[u8]) -> Result<(u16,
 
 /// A plain HTTP/1.1 POST with title-case header names (`X-Lark-Signature` on the wire).
 async fn post(url: &str, body: Vec<u8>, extra: &[(&'static str, String)]) -> Result<(u16, Vec<u8>), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// webhooks are supported: {url}"))?;
+    let rest =
+        url.strip_prefix("http://").ok_or_else(|| format!("only http:// webhooks are supported: {url}"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -233,11 +244,15 @@ pub(crate) async fn subscribe(app: &App, url: &str) -> Result<(), String> {
 
 async fn verify_url(app: &App, url: &str) -> Result<(), String> {
     let challenge = app.lock().alnum(20);
-    let plain = json!({"challenge": challenge, "token": app.world.verification_token, "type": "url_verification"});
+    let plain =
+        json!({"challenge": challenge, "token": app.world.verification_token, "type": "url_verification"});
     let (status, body) = push(app, url, &serde_json::to_vec(&plain).unwrap_or_default()).await?;
     let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if status != StatusCode::OK.as_u16() || answer["challenge"] != json!(challenge) {
-        return Err(format!("url_verification failed: HTTP {status}, answer {}", String::from_utf8_lossy(&body)));
+        return Err(format!(
+            "url_verification failed: HTTP {status}, answer {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
     Ok(())
 }
@@ -286,7 +301,9 @@ mod tests {
         let plain = br#"{"schema":"2.0","header":{"event_id":"5e3702a84e847582be8db7fb73283c02","event_type":"vc.meeting.all_meeting_ended_v1","create_time":"1763707200000","token":"vtok_kudos_test_0001","app_id":"cli_a1b2c3d4e5f6a7b8","tenant_key":"2ca1d211f64f6438"},"event":{"meeting":{"id":"6911188411934433028","topic":"Weekly sync","meeting_no":"235812466","start_time":"1763703600","end_time":"1763707200","host_user":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}},"owner":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}}},"operator":{"id":{"open_id":"ou_84aad35d084aa403a838cf73ee18467"}}}}"#;
         let iv: [u8; 16] = std::array::from_fn(|i| i as u8);
         let enc = encrypt("kudosEncryptKey-2026", &iv, plain);
-        assert!(enc.starts_with("AAECAwQFBgcICQoLDA0ODx+ti10TiIN5/c51ydDziqPlTPglg+13scfa8EBbllMXc/UMxjVdycFmUq12CKHBf9yD"));
+        assert!(enc.starts_with(
+            "AAECAwQFBgcICQoLDA0ODx+ti10TiIN5/c51ydDziqPlTPglg+13scfa8EBbllMXc/UMxjVdycFmUq12CKHBf9yD"
+        ));
         assert!(enc.ends_with("FWnUx+/bImc="));
         let body = serde_json::to_vec(&json!({"encrypt": enc})).unwrap();
         assert_eq!(
@@ -298,9 +315,11 @@ mod tests {
     /// API.md §10, vector B (url_verification), whole body and signature.
     #[test]
     fn api_md_vector_b() {
-        let plain = br#"{"challenge":"ajls384kdjx98XX","token":"vtok_kudos_test_0001","type":"url_verification"}"#;
+        let plain =
+            br#"{"challenge":"ajls384kdjx98XX","token":"vtok_kudos_test_0001","type":"url_verification"}"#;
         let iv: [u8; 16] = std::array::from_fn(|i| i as u8);
-        let body = serde_json::to_vec(&json!({"encrypt": encrypt("kudosEncryptKey-2026", &iv, plain)})).unwrap();
+        let body =
+            serde_json::to_vec(&json!({"encrypt": encrypt("kudosEncryptKey-2026", &iv, plain)})).unwrap();
         assert_eq!(
             String::from_utf8(body.clone()).unwrap(),
             r#"{"encrypt":"AAECAwQFBgcICQoLDA0ODx0lnRNjoF80a4HmN4U/QBrO4VQyPFzcG303RdT3DDSXqxRgKGOdX7Lx3oHE2neLlySSl33qtGP+rwQ03ymi5QZVHpGf5+v02jDCIV715PhBHx6hVhaEPAZOTIoqN2dZ+A=="}"#

@@ -43,13 +43,23 @@ pub(crate) struct Exports {
 pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
-    let b: Value = serde_json::from_slice(&body).map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
-    let (ext, token, doc_type) = match (b["file_extension"].as_str(), b["token"].as_str(), b["type"].as_str()) {
+    let b: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
+    let (ext, token, doc_type) = match (b["file_extension"].as_str(), b["token"].as_str(), b["type"].as_str())
+    {
         (Some(e), Some(t), Some(ty)) => (e.to_string(), t.to_string(), ty.to_string()),
-        _ => return Err(ApiError::bad(99992402, "field validation failed: file_extension, token and type are required")),
+        _ => {
+            return Err(ApiError::bad(
+                99992402,
+                "field validation failed: file_extension, token and type are required",
+            ));
+        }
     };
     if !exportable(&doc_type) || !valid_export(&doc_type, &ext) {
-        return Err(ApiError::bad(99992402, format!("field validation failed: cannot export type {doc_type:?} as {ext:?}")));
+        return Err(ApiError::bad(
+            99992402,
+            format!("field validation failed: cannot export type {doc_type:?} as {ext:?}"),
+        ));
     }
     if ext == "csv" && b["sub_id"].as_str().is_none_or(str::is_empty) {
         return Err(ApiError::bad(99992402, "field validation failed: sub_id is required for csv"));
@@ -62,7 +72,9 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     let doc = inner.docs.map.get(&token).filter(|d| d.obj_type == doc_type).cloned();
     let failure = match &doc {
         None => Some(123),
-        Some(_) if app.config.faults.roll(seed, FeishuFaultKind::ExportFail) => Some(if inner.digits(1).as_str() < "5" { 3 } else { 108 }),
+        Some(_) if app.config.faults.roll(seed, FeishuFaultKind::ExportFail) => {
+            Some(if inner.digits(1).as_str() < "5" { 3 } else { 108 })
+        }
         Some(_) => None,
     };
     let ticket = inner.digits(19);
@@ -93,10 +105,20 @@ fn job_message(status: i64) -> &'static str {
 }
 
 /// `GET /open-apis/drive/v1/export_tasks/:ticket?token=`.
-pub(crate) async fn get(State(app): State<App>, headers: HeaderMap, Path(ticket): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+pub(crate) async fn get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(ticket): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
-    let task = inner.exports.tasks.get(&ticket).cloned().ok_or_else(|| ApiError::bad(99992402, "field validation failed: unknown ticket"))?;
+    let task = inner
+        .exports
+        .tasks
+        .get(&ticket)
+        .cloned()
+        .ok_or_else(|| ApiError::bad(99992402, "field validation failed: unknown ticket"))?;
     if q.get("token") != Some(&task.token) {
         return Err(ApiError::bad(99992402, "field validation failed: token does not match the ticket"));
     }
@@ -134,7 +156,11 @@ pub(crate) async fn get(State(app): State<App>, headers: HeaderMap, Path(ticket)
 }
 
 /// `GET /open-apis/drive/v1/export_tasks/file/:file_token/download`.
-pub(crate) async fn download(State(app): State<App>, headers: HeaderMap, Path(file_token): Path<String>) -> Response {
+pub(crate) async fn download(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(file_token): Path<String>,
+) -> Response {
     let found = {
         let mut inner = app.lock();
         if let Err(e) = check(&app, &mut inner, &headers, Accept::TenantOrUser) {

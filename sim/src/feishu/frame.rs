@@ -66,7 +66,10 @@ fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], FrameError>
 }
 
 /// Reads fields `(number, wire type, varint value, bytes)` until the end of `buf`.
-fn fields(buf: &[u8], mut f: impl FnMut(u32, u64, &[u8]) -> Result<(), FrameError>) -> Result<(), FrameError> {
+fn fields(
+    buf: &[u8],
+    mut f: impl FnMut(u32, u64, &[u8]) -> Result<(), FrameError>,
+) -> Result<(), FrameError> {
     let mut pos = 0;
     while pos < buf.len() {
         let key = get_varint(buf, &mut pos)?;
@@ -87,7 +90,9 @@ impl Frame {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.payload.len() + 64);
-        for (field, v) in [(1u32, self.seq_id), (2, self.log_id), (3, self.service as u64), (4, self.method as u64)] {
+        for (field, v) in
+            [(1u32, self.seq_id), (2, self.log_id), (3, self.service as u64), (4, self.method as u64)]
+        {
             put_varint(&mut out, u64::from(field << 3));
             put_varint(&mut out, v);
         }

@@ -57,8 +57,12 @@ impl Messages {
 
 fn message_json(app: &App, m: &Sent) -> Value {
     let sender = match &m.sender {
-        Caller::Tenant => json!({"id": app.world.app_id, "id_type": "app_id", "sender_type": "app", "tenant_key": app.world.tenant_key}),
-        Caller::User(o) => json!({"id": o, "id_type": "open_id", "sender_type": "user", "tenant_key": app.world.tenant_key}),
+        Caller::Tenant => {
+            json!({"id": app.world.app_id, "id_type": "app_id", "sender_type": "app", "tenant_key": app.world.tenant_key})
+        }
+        Caller::User(o) => {
+            json!({"id": o, "id_type": "open_id", "sender_type": "user", "tenant_key": app.world.tenant_key})
+        }
     };
     json!({
         "message_id": m.message_id, "root_id": "", "parent_id": "", "thread_id": "", "msg_type": m.msg_type,
@@ -75,33 +79,56 @@ fn update_multi(content: &str) -> bool {
 
 /// Validates `content` for `msg_type`.
 fn check_content(msg_type: &str, content: &str) -> Result<(), ApiError> {
-    let parsed: Value =
-        serde_json::from_str(content).map_err(|_| ApiError::bad(230001, "Your request contains an invalid request parameter: content is not JSON"))?;
+    let parsed: Value = serde_json::from_str(content).map_err(|_| {
+        ApiError::bad(230001, "Your request contains an invalid request parameter: content is not JSON")
+    })?;
     let max = if msg_type == "text" { TEXT_MAX } else { CARD_MAX };
     if content.len() > max {
-        return Err(ApiError::bad(230022, format!("The content of the message exceeds the limit of {max} bytes")));
+        return Err(ApiError::bad(
+            230022,
+            format!("The content of the message exceeds the limit of {max} bytes"),
+        ));
     }
     match msg_type {
         "text" if parsed["text"].is_string() => Ok(()),
         "interactive" if parsed.is_object() => Ok(()),
-        "post" | "image" | "file" | "audio" | "media" | "sticker" | "share_chat" | "share_user" if parsed.is_object() => Ok(()),
-        _ => Err(ApiError::bad(230001, format!("Your request contains an invalid request parameter: content for msg_type {msg_type:?}"))),
+        "post" | "image" | "file" | "audio" | "media" | "sticker" | "share_chat" | "share_user"
+            if parsed.is_object() =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::bad(
+            230001,
+            format!("Your request contains an invalid request parameter: content for msg_type {msg_type:?}"),
+        )),
     }
 }
 
 /// `POST /open-apis/im/v1/messages?receive_id_type=…`.
-pub(crate) async fn send(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+pub(crate) async fn send(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let id_type = q.get("receive_id_type").map(String::as_str).unwrap_or("");
     if !["open_id", "user_id", "union_id", "email", "chat_id"].contains(&id_type) {
         return Err(ApiError::bad(99992402, "field validation failed: receive_id_type"));
     }
-    let b: Value = serde_json::from_slice(&body).map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
-    let (receive_id, msg_type, content) = match (b["receive_id"].as_str(), b["msg_type"].as_str(), b["content"].as_str()) {
-        (Some(r), Some(t), Some(c)) => (r.to_string(), t.to_string(), c.to_string()),
-        _ => return Err(ApiError::bad(99992402, "field validation failed: receive_id, msg_type and content (a string) are required")),
-    };
+    let b: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
+    let (receive_id, msg_type, content) =
+        match (b["receive_id"].as_str(), b["msg_type"].as_str(), b["content"].as_str()) {
+            (Some(r), Some(t), Some(c)) => (r.to_string(), t.to_string(), c.to_string()),
+            _ => {
+                return Err(ApiError::bad(
+                    99992402,
+                    "field validation failed: receive_id, msg_type and content (a string) are required",
+                ));
+            }
+        };
     let user = app.world.users.iter().find(|u| match id_type {
         "open_id" => u.open_id == receive_id,
         "user_id" => u.user_id == receive_id,
@@ -116,7 +143,8 @@ pub(crate) async fn send(State(app): State<App>, headers: HeaderMap, Query(q): Q
     let uuid = b["uuid"].as_str().map(str::to_string);
     let now = now_ms();
     if let Some(u) = &uuid
-        && let Some(prev) = inner.im.sent.iter().find(|m| m.uuid.as_ref() == Some(u) && now - m.create_ms < UUID_WINDOW_MS)
+        && let Some(prev) =
+            inner.im.sent.iter().find(|m| m.uuid.as_ref() == Some(u) && now - m.create_ms < UUID_WINDOW_MS)
     {
         return Ok(ok(message_json(&app, prev)));
     }
@@ -142,13 +170,25 @@ pub(crate) async fn send(State(app): State<App>, headers: HeaderMap, Query(q): Q
 }
 
 /// `PATCH /open-apis/im/v1/messages/:message_id`: a shared card's new content.
-pub(crate) async fn patch_card(State(app): State<App>, headers: HeaderMap, Path(message_id): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn patch_card(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(message_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
-    let b: Value = serde_json::from_slice(&body).map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
-    let content = b["content"].as_str().ok_or_else(|| ApiError::bad(99992402, "field validation failed: content (a string) is required"))?.to_string();
+    let b: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad(99992402, "field validation failed: body is not JSON"))?;
+    let content = b["content"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad(99992402, "field validation failed: content (a string) is required"))?
+        .to_string();
     inner.limits.admit_keyed("PATCH /open-apis/im/v1/messages/:message_id", &message_id, 5)?;
-    let m = inner.im.find_mut(&message_id).ok_or_else(|| ApiError::bad(230011, "The message was not found or has been recalled."))?;
+    let m = inner
+        .im
+        .find_mut(&message_id)
+        .ok_or_else(|| ApiError::bad(230011, "The message was not found or has been recalled."))?;
     if m.msg_type != "interactive" {
         return Err(ApiError::bad(230001, "Only interactive (card) messages can be updated with PATCH"));
     }
@@ -161,7 +201,10 @@ pub(crate) async fn patch_card(State(app): State<App>, headers: HeaderMap, Path(
     check_content("interactive", &content)?;
     let current = m.updates.last().unwrap_or(&m.content);
     if !update_multi(current) || !update_multi(&content) {
-        return Err(ApiError::bad(230099, "Card content failed: config.update_multi must be true before and after the update"));
+        return Err(ApiError::bad(
+            230099,
+            "Card content failed: config.update_multi must be true before and after the update",
+        ));
     }
     m.updates.push(content);
     m.update_ms = now_ms();
@@ -169,10 +212,20 @@ pub(crate) async fn patch_card(State(app): State<App>, headers: HeaderMap, Path(
 }
 
 /// `/_sim/card-actions`: delivers the click, records a card the answer replaces.
-pub(crate) async fn card_action(app: &App, message_id: &str, open_id: &str, value: Value) -> Result<Value, String> {
+pub(crate) async fn card_action(
+    app: &App,
+    message_id: &str,
+    open_id: &str,
+    value: Value,
+) -> Result<Value, String> {
     let event = {
         let mut inner = app.lock();
-        let chat_id = inner.im.find_mut(message_id).ok_or_else(|| format!("no message {message_id:?}"))?.chat_id.clone();
+        let chat_id = inner
+            .im
+            .find_mut(message_id)
+            .ok_or_else(|| format!("no message {message_id:?}"))?
+            .chat_id
+            .clone();
         let user = app.world.user(open_id).ok_or_else(|| format!("no user {open_id:?}"))?;
         let token = format!("c-{}", inner.hex(32));
         let event = json!({

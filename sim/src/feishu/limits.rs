@@ -177,7 +177,11 @@ pub(crate) async fn layer(State(app): State<App>, req: Request, next: Next) -> R
     let (mut resp, limit, reset) = match admitted {
         Ok((limit, reset)) => (next.run(req).await, limit, reset),
         Err(f) => {
-            let msg = if f.code == 1061045 { "download frequency limit, retry later" } else { "request trigger frequency limit" };
+            let msg = if f.code == 1061045 {
+                "download frequency limit, retry later"
+            } else {
+                "request trigger frequency limit"
+            };
             (ApiError::new(StatusCode::TOO_MANY_REQUESTS, f.code, msg).into_response(), f.limit, f.reset_s)
         }
     };
@@ -213,7 +217,7 @@ mod tests {
         for _ in 0..5 {
             assert!(l.admit(key, t, false).is_ok());
         }
-        let r = l.admit(key, t + 10, false).err().expect("sixth call in a second is throttled");
+        let r = l.admit(key, t + 10, false).expect_err("sixth call in a second is throttled");
         assert_eq!((r.limit, r.code, r.reset_s), (5, 99991400, 1));
         assert!(l.admit(key, t + 1000, false).is_ok());
         let s = l.stats();
@@ -224,7 +228,7 @@ mod tests {
         for _ in 0..100 {
             assert!(l.admit(w, t, false).is_ok());
         }
-        let r = l.admit(w, t + 1, false).err().expect("101st call in a minute is throttled");
+        let r = l.admit(w, t + 1, false).expect_err("101st call in a minute is throttled");
         assert_eq!(r.limit, 100);
         assert!(r.reset_s > 1 && r.reset_s <= 60);
         assert!(l.admit("GET /open-apis/im/v1/messages", t, true).is_err(), "a burst throttles");

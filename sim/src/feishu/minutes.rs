@@ -21,7 +21,10 @@ use super::vc::{Meeting, minutes_url};
 const URL_TTL_S: u64 = 86_400;
 
 fn find(inner: &super::state::Inner, token: &str, caller: &Caller) -> Result<Meeting, ApiError> {
-    let m = inner.vc.by_minute(token).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 2091002, "minute not found"))?;
+    let m = inner
+        .vc
+        .by_minute(token)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 2091002, "minute not found"))?;
     if let Caller::User(o) = caller
         && *o != m.owner
     {
@@ -31,7 +34,11 @@ fn find(inner: &super::state::Inner, token: &str, caller: &Caller) -> Result<Mee
 }
 
 /// `GET /open-apis/minutes/v1/minutes/:minute_token`.
-pub(crate) async fn minute(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> ApiResult {
+pub(crate) async fn minute(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let m = find(&inner, &token, &caller)?;
@@ -50,7 +57,11 @@ fn signature(app: &Shared, token: &str, expires: u64) -> String {
 }
 
 /// `GET /open-apis/minutes/v1/minutes/:minute_token/media`.
-pub(crate) async fn media(State(app): State<App>, headers: HeaderMap, Path(token): Path<String>) -> ApiResult {
+pub(crate) async fn media(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let m = find(&inner, &token, &caller)?;
@@ -58,7 +69,11 @@ pub(crate) async fn media(State(app): State<App>, headers: HeaderMap, Path(token
         return Err(ApiError::bad(2091003, "minutes not finished transcribing"));
     }
     let expires = now_s() + URL_TTL_S;
-    let url = format!("{}/minutes-media/{token}?expires={expires}&sign={}", app.base_url, signature(&app, &token, expires));
+    let url = format!(
+        "{}/minutes-media/{token}?expires={expires}&sign={}",
+        app.base_url,
+        signature(&app, &token, expires)
+    );
     Ok(ok(json!({"download_url": url})))
 }
 
@@ -74,6 +89,7 @@ pub(crate) async fn download_media(
     let meeting = app.lock().vc.by_minute(&token).cloned();
     match meeting {
         Some(m) if valid => serve_blob(m.blob, &headers, &format!("{}.mp4", m.topic)),
-        _ => ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired").into_response(),
+        _ => ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired")
+            .into_response(),
     }
 }

@@ -155,7 +155,9 @@ pub(crate) fn page_size(raw: Option<&str>, default: usize, max: usize) -> Result
         None | Some("") => Ok(default),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}"))),
+            _ => {
+                Err(ApiError::bad(99992402, format!("field validation failed: page_size must be 1..={max}")))
+            }
         },
     }
 }

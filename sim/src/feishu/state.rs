@@ -101,7 +101,11 @@ impl Shared {
             app_secret: w.app_secret.clone(),
             encrypt_key: w.encrypt_key.clone(),
             verification_token: w.verification_token.clone(),
-            users: w.users.iter().map(|u| ManifestUser { open_id: u.open_id.clone(), name: u.name.clone() }).collect(),
+            users: w
+                .users
+                .iter()
+                .map(|u| ManifestUser { open_id: u.open_id.clone(), name: u.name.clone() })
+                .collect(),
         }
     }
 }

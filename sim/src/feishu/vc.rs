@@ -115,7 +115,8 @@ pub(crate) fn end_meeting(app: &App, req: NewMeeting) -> Result<Value, String> {
             return;
         }
         let url = minutes_url(&app2, &m2.minute_token);
-        let ev = json!({"meeting": meeting_json(&app2, &m2), "url": url, "duration": m2.duration_ms.to_string()});
+        let ev =
+            json!({"meeting": meeting_json(&app2, &m2), "url": url, "duration": m2.duration_ms.to_string()});
         events::emit(&app2, "vc.meeting.recording_ready_v1", ev);
     });
     Ok(json!({
@@ -125,7 +126,11 @@ pub(crate) fn end_meeting(app: &App, req: NewMeeting) -> Result<Value, String> {
 }
 
 /// `GET /open-apis/vc/v1/meetings/:meeting_id/recording`.
-pub(crate) async fn recording(State(app): State<App>, headers: HeaderMap, Path(meeting_id): Path<String>) -> ApiResult {
+pub(crate) async fn recording(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(meeting_id): Path<String>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let m = inner
@@ -142,5 +147,7 @@ pub(crate) async fn recording(State(app): State<App>, headers: HeaderMap, Path(m
     if now_ms() < m.ready_ms {
         return Err(ApiError::bad(124002, "record processing"));
     }
-    Ok(ok(json!({"recording": {"url": minutes_url(&app, &m.minute_token), "duration": m.duration_ms.to_string()}})))
+    Ok(ok(
+        json!({"recording": {"url": minutes_url(&app, &m.minute_token), "duration": m.duration_ms.to_string()}}),
+    ))
 }

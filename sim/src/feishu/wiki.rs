@@ -54,17 +54,31 @@ impl Wiki {
         let mut w = Wiki::default();
         let owner = world.users[0].open_id.clone();
         let mut n = 1000;
-        let mut add = |w: &mut Wiki, r: &mut rand_chacha::ChaCha8Rng, space: &str, parent: &str, obj_type: &str| {
-            n += 1;
-            let obj_token = new_doc(r, docs, obj_type, n, &owner, false);
-            let node_token = format!("wikcn{}", lower(r, 22));
-            let created_s = 1_752_000_000 + r.random_range(0..1_000_000u64);
-            w.nodes.push(Node { space_id: space.into(), node_token: node_token.clone(), obj_token, obj_type: obj_type.into(), parent: parent.into(), origin: None, created_s });
-            node_token
-        };
+        let mut add =
+            |w: &mut Wiki, r: &mut rand_chacha::ChaCha8Rng, space: &str, parent: &str, obj_type: &str| {
+                n += 1;
+                let obj_token = new_doc(r, docs, obj_type, n, &owner, false);
+                let node_token = format!("wikcn{}", lower(r, 22));
+                let created_s = 1_752_000_000 + r.random_range(0..1_000_000u64);
+                w.nodes.push(Node {
+                    space_id: space.into(),
+                    node_token: node_token.clone(),
+                    obj_token,
+                    obj_type: obj_type.into(),
+                    parent: parent.into(),
+                    origin: None,
+                    created_s,
+                });
+                node_token
+            };
         for (name, top, runbooks) in [("Engineering", 8, true), ("Handbook", 5, false)] {
             let space_id = digits(&mut r, 19);
-            w.spaces.push(Space { space_id: space_id.clone(), name: name.into(), space_type: "team".into(), library_of: None });
+            w.spaces.push(Space {
+                space_id: space_id.clone(),
+                name: name.into(),
+                space_type: "team".into(),
+                library_of: None,
+            });
             for i in 0..top {
                 let node = add(&mut w, &mut r, &space_id, "", OBJ_TYPES[i % OBJ_TYPES.len()]);
                 if i == 0 {
@@ -90,7 +104,12 @@ impl Wiki {
         }
         for u in &world.users {
             let space_id = digits(&mut r, 19);
-            w.spaces.push(Space { space_id: space_id.clone(), name: "My Library".into(), space_type: "person".into(), library_of: Some(u.open_id.clone()) });
+            w.spaces.push(Space {
+                space_id: space_id.clone(),
+                name: "My Library".into(),
+                space_type: "person".into(),
+                library_of: Some(u.open_id.clone()),
+            });
             add(&mut w, &mut r, &space_id, "", "docx");
             add(&mut w, &mut r, &space_id, "", "sheet");
         }
@@ -139,20 +158,30 @@ fn resolve<'a>(w: &'a Wiki, space_id: &str, caller: &Caller) -> Result<&'a Space
 }
 
 /// `GET /open-apis/wiki/v2/spaces` (team spaces; never "My Library").
-pub(crate) async fn spaces(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+pub(crate) async fn spaces(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut inner = app.lock();
     check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let size = page_size(q.get("page_size").map(String::as_str), 20, 50)?;
     let offset = page_offset(q.get("page_token").map(String::as_str))?;
     let all: Vec<&Space> = inner.wiki.spaces.iter().filter(|s| s.library_of.is_none()).collect();
     let end = (offset + size).min(all.len());
-    let items: Vec<Value> = all[offset.min(end)..end].iter().map(|s| space_json(s)).collect();
+    let items: Vec<Value> = all[offset.min(end)..end].iter().copied().map(space_json).collect();
     let has_more = end < all.len();
-    Ok(ok(json!({"items": items, "page_token": if has_more { page_token(end) } else { String::new() }, "has_more": has_more})))
+    Ok(ok(
+        json!({"items": items, "page_token": if has_more { page_token(end) } else { String::new() }, "has_more": has_more}),
+    ))
 }
 
 /// `GET /open-apis/wiki/v2/spaces/:space_id` (also `my_library`).
-pub(crate) async fn space(State(app): State<App>, headers: HeaderMap, Path(space_id): Path<String>) -> ApiResult {
+pub(crate) async fn space(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(space_id): Path<String>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let s = resolve(&inner.wiki, &space_id, &caller)?;
@@ -160,7 +189,12 @@ pub(crate) async fn space(State(app): State<App>, headers: HeaderMap, Path(space
 }
 
 /// `GET /open-apis/wiki/v2/spaces/:space_id/nodes?parent_node_token=`.
-pub(crate) async fn nodes(State(app): State<App>, headers: HeaderMap, Path(space_id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+pub(crate) async fn nodes(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(space_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let space = resolve(&inner.wiki, &space_id, &caller)?.space_id.clone();
@@ -170,15 +204,23 @@ pub(crate) async fn nodes(State(app): State<App>, headers: HeaderMap, Path(space
     if !parent.is_empty() && !inner.wiki.nodes.iter().any(|n| n.node_token == parent && n.space_id == space) {
         return Err(ApiError::bad(131005, "parent node not found"));
     }
-    let all: Vec<&Node> = inner.wiki.nodes.iter().filter(|n| n.space_id == space && n.parent == parent).collect();
+    let all: Vec<&Node> =
+        inner.wiki.nodes.iter().filter(|n| n.space_id == space && n.parent == parent).collect();
     let end = (offset + size).min(all.len());
-    let items: Vec<Value> = all[offset.min(end)..end].iter().map(|n| node_json(&app, &inner.wiki, &inner.docs, n)).collect();
+    let items: Vec<Value> =
+        all[offset.min(end)..end].iter().map(|n| node_json(&app, &inner.wiki, &inner.docs, n)).collect();
     let has_more = end < all.len();
-    Ok(ok(json!({"items": items, "page_token": if has_more { page_token(end) } else { String::new() }, "has_more": has_more})))
+    Ok(ok(
+        json!({"items": items, "page_token": if has_more { page_token(end) } else { String::new() }, "has_more": has_more}),
+    ))
 }
 
 /// `GET /open-apis/wiki/v2/spaces/get_node?token=&obj_type=`.
-pub(crate) async fn get_node(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+pub(crate) async fn get_node(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let mut inner = app.lock();
     let caller = check(&app, &mut inner, &headers, Accept::TenantOrUser)?;
     let token = q.get("token").cloned().unwrap_or_default();
@@ -187,7 +229,13 @@ pub(crate) async fn get_node(State(app): State<App>, headers: HeaderMap, Query(q
         .wiki
         .nodes
         .iter()
-        .find(|n| if obj_type == "wiki" { n.node_token == token } else { n.obj_token == token && n.obj_type == obj_type && n.origin.is_none() })
+        .find(|n| {
+            if obj_type == "wiki" {
+                n.node_token == token
+            } else {
+                n.obj_token == token && n.obj_type == obj_type && n.origin.is_none()
+            }
+        })
         .ok_or_else(|| ApiError::bad(131005, "node not found"))?;
     resolve(&inner.wiki, &node.space_id, &caller)?;
     Ok(ok(json!({"node": node_json(&app, &inner.wiki, &inner.docs, node)})))

@@ -64,7 +64,10 @@ fn client_config() -> Value {
 pub(crate) async fn endpoint(State(app): State<App>, body: Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if v["AppID"] != json!(app.world.app_id) || v["AppSecret"] != json!(app.world.app_secret) {
-        return json_response(StatusCode::OK, &json!({"code": 403, "msg": "app_id or app_secret is invalid"}));
+        return json_response(
+            StatusCode::OK,
+            &json!({"code": 403, "msg": "app_id or app_secret is invalid"}),
+        );
     }
     let (device_id, service_id, ticket) = {
         let mut inner = app.lock();
@@ -76,15 +79,23 @@ pub(crate) async fn endpoint(State(app): State<App>, body: Bytes) -> Response {
     };
     let host = app.base_url.trim_start_matches("http://");
     let url = format!("ws://{host}/ws/v2?device_id={device_id}&service_id={service_id}&ticket={ticket}");
-    json_response(StatusCode::OK, &json!({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": client_config()}}))
+    json_response(
+        StatusCode::OK,
+        &json!({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": client_config()}}),
+    )
 }
 
 fn handshake_refused(msg: &str) -> Response {
-    (StatusCode::FORBIDDEN, [("handshake-status", "403"), ("handshake-msg", msg)], msg.to_string()).into_response()
+    (StatusCode::FORBIDDEN, [("handshake-status", "403"), ("handshake-msg", msg)], msg.to_string())
+        .into_response()
 }
 
 /// `GET /ws/v2?device_id&service_id&ticket`: the upgrade.
-pub(crate) async fn upgrade(State(app): State<App>, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let ticket = q.get("ticket").cloned().unwrap_or_default();
     let Some((device_id, service_id, expires)) = app.lock().ws.tickets.remove(&ticket) else {
         return handshake_refused("invalid or used ticket");
@@ -171,7 +182,9 @@ pub(crate) async fn push(app: &App, conn_id: &str, text: &[u8]) -> Result<(u16, 
     let v: Value = serde_json::from_slice(&payload).map_err(|e| format!("answer frame is not JSON: {e}"))?;
     let status = v["code"].as_u64().unwrap_or(0) as u16;
     let body = match v["data"].as_str() {
-        Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("answer data: {e}"))?,
+        Some(b64) => {
+            base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("answer data: {e}"))?
+        }
         None => Vec::new(),
     };
     Ok((status, body))
