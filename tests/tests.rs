@@ -5,6 +5,7 @@
 mod common;
 mod control;
 mod feishu;
+mod feishu_fake;
 mod ingest;
 mod media;
 mod sdk;
