@@ -467,8 +467,11 @@ async fn token_handout_needs_a_key_and_is_audited() {
     e.stop().await;
 }
 
+/// Request headers of a push.
+type Headers = Vec<(&'static str, String)>;
+
 /// A push as Feishu sends it: encrypted, signed, with the token.
-fn push(ek: &str, envelope: &Value, ts: i64) -> (Vec<u8>, Vec<(&'static str, String)>) {
+fn push(ek: &str, envelope: &Value, ts: i64) -> (Vec<u8>, Headers) {
     let body = json!({"encrypt": encrypt(ek, envelope.to_string().as_bytes())}).to_string().into_bytes();
     let ts = ts.to_string();
     let nonce = "n0nce".to_owned();
@@ -518,7 +521,7 @@ async fn webhook_accepts_once_and_refuses_every_bad_push_without_side_effects() 
     assert_eq!((status, text.as_str()), (200, r#"{"msg":"success"}"#));
     assert_eq!(e.count("SELECT COUNT(*) FROM feishu_events").await, 1);
 
-    let mut refusals: Vec<(&str, Vec<u8>, Vec<(&'static str, String)>, u16)> = Vec::new();
+    let mut refusals: Vec<(&str, Vec<u8>, Headers, u16)> = Vec::new();
     // The same push again (a replay), and the same event re-encrypted and re-signed.
     refusals.push(("replayed", good.clone(), good_h.clone(), 409));
     let (b, h) = push(&ek, &event(&vt, "ev-1"), now);
