@@ -467,8 +467,11 @@ async fn token_handout_needs_a_key_and_is_audited() {
     e.stop().await;
 }
 
+/// Request headers of a push.
+type Headers = Vec<(&'static str, String)>;
+
 /// A push as Feishu sends it: encrypted, signed, with the token.
-fn push(ek: &str, envelope: &Value, ts: i64) -> (Vec<u8>, Vec<(&'static str, String)>) {
+fn push(ek: &str, envelope: &Value, ts: i64) -> (Vec<u8>, Headers) {
     let body = json!({"encrypt": encrypt(ek, envelope.to_string().as_bytes())}).to_string().into_bytes();
     let ts = ts.to_string();
     let nonce = "n0nce".to_owned();
@@ -518,7 +521,7 @@ async fn webhook_accepts_once_and_refuses_every_bad_push_without_side_effects() 
     assert_eq!((status, text.as_str()), (200, r#"{"msg":"success"}"#));
     assert_eq!(e.count("SELECT COUNT(*) FROM feishu_events").await, 1);
 
-    let mut refusals: Vec<(&str, Vec<u8>, Vec<(&'static str, String)>, u16)> = Vec::new();
+    let mut refusals: Vec<(&str, Vec<u8>, Headers, u16)> = Vec::new();
     // The same push again (a replay), and the same event re-encrypted and re-signed.
     refusals.push(("replayed", good.clone(), good_h.clone(), 409));
     let (b, h) = push(&ek, &event(&vt, "ev-1"), now);
@@ -619,5 +622,84 @@ async fn webhook_accepts_once_and_refuses_every_bad_push_without_side_effects() 
     let m = e.web.get(format!("http://{}/metrics", e.http)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("wework_feishu_events_refused_total{reason=\"replayed\"} 2"), "{m}");
     assert!(m.contains("wework_feishu_events_refused_total{reason=\"bad_signature\"} 1"), "{m}");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_flow_end_to_end_and_events_from_the_fake() {
+    use wework_archive::store::feishu_auth_sessions::SessionState;
+    let e = env("fs_card").await;
+    let hook = format!("http://{}/feishu/events/{}", e.public, e.app_id());
+    // Subscribing makes the fake send an encrypted url_verification first.
+    e.sim("/_sim/subscriptions", json!({"url": hook})).await;
+
+    // Card sent → button → approve → card updated.
+    let bob = e.manifest.users[1].open_id.clone();
+    let session = e.feishu.send_auth_card(e.app_id(), &bob).await.unwrap();
+    let messages = e.sim_get("/_sim/messages").await;
+    let sent = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == session.message_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (sent["receive_id"].as_str(), sent["msg_type"].as_str()),
+        (Some(bob.as_str()), Some("interactive"))
+    );
+    let card: Value = serde_json::from_str(sent["content"].as_str().unwrap()).unwrap();
+    let button = card["elements"][1]["actions"][0]["url"].as_str().unwrap().to_owned();
+    assert!(
+        button.starts_with(&format!("http://{}/auth/start?", e.public)) && button.contains(&session.id),
+        "{button}"
+    );
+    let (status, location) = e.public_get(&button).await;
+    assert_eq!(status, 302);
+    let q: std::collections::HashMap<_, _> =
+        reqwest::Url::parse(&location).unwrap().query_pairs().into_owned().collect();
+    let back = e.decide(&q["state"], &q["redirect_uri"], &bob, "approve").await;
+    let (status, page) = e.public_get(&back).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(e.store.auth_session(&session.id).await.unwrap().unwrap().state, SessionState::Completed);
+    let messages = e.sim_get("/_sim/messages").await;
+    let m = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == session.message_id.as_str())
+        .unwrap()
+        .clone();
+    let last: Value =
+        serde_json::from_str(m["updates"].as_array().unwrap().last().unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(last["header"]["title"]["content"], "Authorized");
+
+    // Another card declined with its button (card.action.trigger through the webhook).
+    let carol = e.manifest.users[2].open_id.clone();
+    let s2 = e.feishu.send_auth_card(e.app_id(), &carol).await.unwrap();
+    let v = e
+        .sim(
+            "/_sim/card-actions",
+            json!({"message_id": s2.message_id, "open_id": carol,
+              "value": {"action": "decline_authorization", "session": s2.id}}),
+        )
+        .await;
+    assert_eq!(v["response"]["card"]["data"]["header"]["title"]["content"], "Declined", "{v}");
+    assert_eq!(e.store.auth_session(&s2.id).await.unwrap().unwrap().state, SessionState::Rejected);
+    assert!(e.store.feishu_user(e.app_id(), &carol, &e.config.secrets).await.unwrap().is_none());
+
+    // An event pushed by the fake is stored once; its redelivery is refused.
+    let meeting = e.sim("/_sim/meetings", json!({"owner_open_id": bob, "bytes": 1024})).await;
+    let event_id = meeting["event_id"].as_str().unwrap().to_owned();
+    let stored = format!("SELECT COUNT(*) FROM feishu_events WHERE event_id = '{event_id}'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.count(&stored).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the fake's push was not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e.sim("/_sim/events/redeliver", json!({"event_id": event_id})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(e.count(&stored).await, 1);
+    assert!(wework_archive::feishu::FeishuStats::get(&e.feishu.stats.events_refused, "replayed") >= 1);
     e.stop().await;
 }

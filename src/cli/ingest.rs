@@ -104,10 +104,10 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
         Ok(_) => {}
         Err(_) => tracing::warn!("http server: connections still open at exit"),
     }
-    if let Some(side) = feishu_side {
-        if tokio::time::timeout(Duration::from_secs(5), side).await.is_err() {
-            tracing::warn!("feishu: tasks still running at exit");
-        }
+    if let Some(side) = feishu_side
+        && tokio::time::timeout(Duration::from_secs(5), side).await.is_err()
+    {
+        tracing::warn!("feishu: tasks still running at exit");
     }
     result?;
     tracing::info!("stopped");

@@ -226,10 +226,10 @@ impl Feishu {
                 return refused("user_info", "Feishu did not say who authorized.");
             }
         };
-        if let Some(expected) = &bound.open_id {
-            if expected != &open_id {
-                return refused("wrong_user", "This link was made for someone else.");
-            }
+        if let Some(expected) = &bound.open_id
+            && expected != &open_id
+        {
+            return refused("wrong_user", "This link was made for someone else.");
         }
         if let Err(e) =
             self.store.save_authorized_user(&app.app_id, &open_id, &name, &tokens, &self.config.secrets).await
@@ -342,10 +342,11 @@ impl Feishu {
         seen_version: Option<u64>,
     ) -> Result<FeishuUser, FeishuError> {
         let user = self.load_user(app, open_id).await?;
-        if let Some(seen) = seen_version {
-            if user.version != seen && !needs_refresh(&user.tokens, now_s()) {
-                return Ok(user);
-            }
+        if let Some(seen) = seen_version
+            && user.version != seen
+            && !needs_refresh(&user.tokens, now_s())
+        {
+            return Ok(user);
         }
         let body = json!({
             "grant_type": "refresh_token",

@@ -106,13 +106,16 @@ const LOCK_MS: u64 = 10_000;
 /// How long a waiter polls the shared cache before fetching itself.
 const WAIT_FOR_PEER: Duration = Duration::from_secs(5);
 
+/// One fetch at a time per (app, kind) in this process.
+type Flight = Arc<tokio::sync::Mutex<()>>;
+
 /// The token caches (this process's and the shared one).
 pub struct AppTokens {
     redis: Option<RedisLink>,
     prefix: String,
     stats: Arc<FeishuStats>,
     local: Mutex<HashMap<(String, TokenKind), AppToken>>,
-    flights: Mutex<HashMap<(String, TokenKind), Arc<tokio::sync::Mutex<()>>>>,
+    flights: Mutex<HashMap<(String, TokenKind), Flight>>,
     /// Told about every token this process fetched (push mode).
     refreshed: tokio::sync::broadcast::Sender<(String, TokenKind, AppToken)>,
 }

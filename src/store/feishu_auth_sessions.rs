@@ -146,10 +146,10 @@ impl Store {
         drop(conn);
         let mut out = Vec::new();
         for id in ids {
-            if self.finish_auth_session(&id, SessionState::Expired, "expired").await? {
-                if let Some(s) = self.auth_session(&id).await? {
-                    out.push(s);
-                }
+            if self.finish_auth_session(&id, SessionState::Expired, "expired").await?
+                && let Some(s) = self.auth_session(&id).await?
+            {
+                out.push(s);
             }
         }
         Ok(out)

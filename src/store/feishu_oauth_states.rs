@@ -30,6 +30,9 @@ pub enum StateRefusal {
     Expired,
 }
 
+/// (app_id, open_id, session_id, expires_at, used_at as text).
+type StateRow = (String, Option<String>, Option<String>, i64, Option<String>);
+
 impl Store {
     /// Records a new state.
     pub async fn create_oauth_state(&self, state: &str, bound: &OAuthState) -> Result<(), StoreError> {
@@ -57,7 +60,7 @@ impl Store {
         )
         .await?;
         let won = conn.affected_rows() == 1;
-        let row: Option<(String, Option<String>, Option<String>, i64, Option<String>)> = conn
+        let row: Option<StateRow> = conn
             .exec_first(
                 "SELECT app_id, open_id, session_id, expires_at, DATE_FORMAT(used_at, '%Y') FROM feishu_oauth_states WHERE state = ?",
                 (state,),
