@@ -14,15 +14,20 @@ say() { echo "drill: $*" >&2; }
 if [ "$(id -u)" != 0 ]; then say "needs root (it removes packages); skipped"; exit 0; fi
 export DEBIAN_FRONTEND=noninteractive
 
-# Packages installed by scripts/services.sh when missing. Each is removed only
-# if installed and only if removing it takes nothing else with it.
-for pkg in libclang1-14 ffmpeg; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || continue
-    others=$(apt-get -s remove "$pkg" 2>/dev/null | awk '/^Remv / {print $2}' | grep -vx "$pkg" || true)
+# Packages installed by scripts/services.sh when missing, a group per need. A
+# group is removed only if installed and only if removing it takes nothing
+# else with it.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+for group in "libclang1-14" "ffmpeg" "chromium chromium-driver"; do
+    pkgs=()
+    for p in $group; do installed "$p" && pkgs+=("$p"); done
+    [ ${#pkgs[@]} -gt 0 ] || continue
+    others=$(apt-get -s remove "${pkgs[@]}" 2>/dev/null | awk '/^Remv / {print $2}' \
+        | grep -vxF -f <(printf '%s\n' "${pkgs[@]}") || true)
     if [ -n "$others" ]; then
-        say "keeping $pkg: removing it would also remove $(echo $others)"; continue
+        say "keeping ${pkgs[*]}: removing it would also remove $(echo $others)"; continue
     fi
-    apt-get remove -y -qq "$pkg" >/dev/null && say "removed package $pkg"
+    apt-get remove -y -qq "${pkgs[@]}" >/dev/null && say "removed package(s) ${pkgs[*]}"
 done
 
 rm -f lib/*.so && say "removed the fetched SDK (lib/*.so)"

@@ -11,7 +11,7 @@
 # libclang that bindgen can load (not libclang-cpp), an ffmpeg that decodes AMR
 # and encodes MP3, a MariaDB the tests can log in to, a Redis that answers PING,
 # a Python venv in which the test modules import, a galera provider that
-# mariadbd can load.
+# mariadbd can load, a chromium with the chromedriver of its own version.
 #
 # The database: on a server this script installed itself (a fresh machine) the
 # tests' root@127.0.0.1 with an empty password is configured. An existing server
@@ -22,7 +22,7 @@
 # scripts/demo.sh read. Otherwise it says how to create one and fails.
 set -euo pipefail
 
-NEEDS_ALL="mariadb redis ffmpeg libclang python galera"
+NEEDS_ALL="mariadb redis ffmpeg libclang python galera chromium"
 # The test database server (the ports and socket can be moved, e.g. to drill the
 # existing-server path against a private mariadbd).
 DB_HOST=127.0.0.1 DB_PORT=${WEWORK_SETUP_DB_PORT:-3306} REDIS_PORT=6379
@@ -312,6 +312,6 @@ for need in "$@"; do
         python) ensure_python ;;
         galera) ensure_galera ;;
         chromium) ensure_chromium ;;
-        *) say "unknown need $need (one of: $NEEDS_ALL chromium)"; exit 2 ;;
+        *) say "unknown need $need (one of: $NEEDS_ALL)"; exit 2 ;;
     esac
 done
