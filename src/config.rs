@@ -61,6 +61,10 @@ pub struct SettingsArgs {
     /// Concurrent media downloads per corp [default: 2].
     #[arg(long, env = "WEWORK_MEDIA_CONCURRENCY", global = true)]
     pub media_concurrency: Option<usize>,
+    /// Largest media file accepted for an item that states no size, in MiB
+    /// (meeting voice calls, some emotions): a looping download stops there [default: 4096].
+    #[arg(long, env = "WEWORK_MEDIA_MAX_UNSIZED_MIB", global = true, value_name = "MIB")]
+    pub media_max_unsized_mib: Option<u64>,
     /// ffmpeg binary used to transcode voice AMR to MP3 [default: ffmpeg].
     #[arg(long, env = "FFMPEG", global = true, value_name = "PATH")]
     pub ffmpeg: Option<PathBuf>,
@@ -156,6 +160,7 @@ struct FileSettings {
     stall_alarm_hours: Option<f64>,
     decrypt_threads: Option<usize>,
     media_concurrency: Option<usize>,
+    media_max_unsized_mib: Option<u64>,
     ffmpeg: Option<PathBuf>,
     change_queue: Option<String>,
     redis_prefix: Option<String>,
@@ -204,6 +209,8 @@ pub struct Config {
     pub decrypt_threads: usize,
     /// Media downloads per corp.
     pub media_concurrency: usize,
+    /// Largest file accepted for a media item without a stated size, in bytes.
+    pub media_max_unsized_bytes: u64,
     /// ffmpeg binary.
     pub ffmpeg: PathBuf,
     /// Redis change-queue key.
@@ -321,6 +328,10 @@ impl Config {
         if decrypt_threads == 0 || media_concurrency == 0 {
             bail!("decrypt_threads and media_concurrency must be at least 1");
         }
+        let media_max_unsized_mib = pick!(media_max_unsized_mib).unwrap_or(4096);
+        if media_max_unsized_mib == 0 {
+            bail!("media_max_unsized_mib must be at least 1");
+        }
         let database_url = pick!(database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if !database_url.starts_with("mysql://") {
             bail!("database_url must be a mysql:// URL");
@@ -387,6 +398,7 @@ impl Config {
             stall_alarm: secs("stall_alarm_hours", pick!(stall_alarm_hours).unwrap_or(24.0) * 3600.0)?,
             decrypt_threads,
             media_concurrency,
+            media_max_unsized_bytes: media_max_unsized_mib.saturating_mul(1 << 20),
             ffmpeg: pick!(ffmpeg).unwrap_or_else(|| PathBuf::from("ffmpeg")),
             change_queue: pick!(change_queue).unwrap_or_else(|| "wework:corp:changes".to_owned()),
             redis_prefix: pick!(redis_prefix).unwrap_or_else(|| "wework".to_owned()),
@@ -437,6 +449,7 @@ impl std::fmt::Debug for Config {
             .field("stall_alarm", &self.stall_alarm)
             .field("decrypt_threads", &self.decrypt_threads)
             .field("media_concurrency", &self.media_concurrency)
+            .field("media_max_unsized_bytes", &self.media_max_unsized_bytes)
             .field("ffmpeg", &self.ffmpeg)
             .field("change_queue", &self.change_queue)
             .field("redis_prefix", &self.redis_prefix)
@@ -471,7 +484,8 @@ fn settings_used(subcommand: &str) -> Option<Vec<&'static str>> {
     const SEAL: [&str; 2] = ["master_key", "master_key_file"];
     const INGEST: [&str; 6] =
         ["sdk_lib", "pull_limit", "calls_per_minute", "stall_alarm_hours", "decrypt_threads", "instance"];
-    const MEDIA: [&str; 4] = ["msgfile_dir", "media_concurrency", "ffmpeg", "instance"];
+    const MEDIA: [&str; 5] =
+        ["msgfile_dir", "media_concurrency", "media_max_unsized_mib", "ffmpeg", "instance"];
     let set = |parts: &[&[&'static str]]| Some(parts.concat());
     match subcommand {
         "migrate" => set(&[&COMMON, &["database_url"]]),

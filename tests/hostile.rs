@@ -408,7 +408,7 @@ async fn hostile_records_are_archived_exactly_and_nothing_stalls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_cannot_be_committed_is_quarantined_and_replayed() {
     let sim = start_sim(SimConfig { seed: 91, corps: 1, messages: 300, ..Default::default() }).await;
-    let (_db, ctx, corpid, _media) = setup("hostile_quarantine", &sim).await;
+    let (db, ctx, corpid, _media) = setup("hostile_quarantine", &sim).await;
     let corpus = sim.corpus();
     let corp = &corpus.corps[0];
     let victim = &corp.records[137];
@@ -436,6 +436,16 @@ async fn a_record_that_cannot_be_committed_is_quarantined_and_replayed() {
     assert!(!stored.contains_key(&victim.msgid));
     let text = alarm(&ctx, &corpid).await;
     assert!(text.contains(&victim.msgid) && text.contains("refused by the test"), "alarm: {text}");
+    // `status` shows it: the quarantine count, and exit 1 for the alarm.
+    let out = std::process::Command::new(crate::common::binary())
+        .args(["status", "--json"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "status exits 1 on the alarm");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = status["corps"].as_array().unwrap().iter().find(|c| c["corpid"] == corpid.as_str()).unwrap();
+    assert_eq!(row["quarantined"], 1, "{row}");
 
     let held = ctx.store.quarantined(Some(&corpid), false).await.unwrap();
     assert_eq!(held.len(), 1);

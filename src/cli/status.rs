@@ -21,8 +21,9 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
     let mut alarms = 0;
     for row in &corps {
         let state = states.iter().find(|s| s.corpid == row.corpid).cloned().unwrap_or_default();
-        let (undecryptable, by_status) = match row.corp_id() {
+        let (undecryptable, by_status, quarantined) = match row.corp_id() {
             Ok(id) => {
+                let held = store.quarantine_held(&id).await?;
                 let counts = store.decrypt_status_counts(&id).await?;
                 let bad: u64 = counts
                     .iter()
@@ -31,9 +32,9 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
                     })
                     .map(|(_, n)| n)
                     .sum();
-                (bad, counts)
+                (bad, counts, held)
             }
-            Err(_) => (0, Vec::new()),
+            Err(_) => (0, Vec::new(), 0),
         };
         if !state.alarm.is_empty() {
             alarms += 1;
@@ -52,6 +53,7 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             "last_error": state.last_error,
             "stored_total": state.stored_total,
             "undecryptable": undecryptable,
+            "quarantined": quarantined,
             "by_decrypt_status": by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "media": media_jobs,
             "alarm": state.alarm,
@@ -72,18 +74,19 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             println!("WARNING: {w}");
         }
         println!(
-            "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} {:<28} alarm",
-            "corpid", "enabled", "cursor", "last success", "stored", "undecr", "error", "media"
+            "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:>6} {:<8} {:<28} alarm",
+            "corpid", "enabled", "cursor", "last success", "stored", "undecr", "quar", "error", "media"
         );
         for c in &out {
             println!(
-                "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:<8} {:<28} {}",
+                "{:<22} {:<8} {:>10} {:<20} {:>10} {:>8} {:>6} {:<8} {:<28} {}",
                 c["corpid"].as_str().unwrap_or(""),
                 c["enabled"],
                 c["cursor"],
                 c["last_success_at"].as_str().unwrap_or("never"),
                 c["stored_total"],
                 c["undecryptable"],
+                c["quarantined"],
                 c["last_error_code"],
                 media_summary(&c["media"]),
                 c["alarm"].as_str().unwrap_or("")

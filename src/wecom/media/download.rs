@@ -161,20 +161,37 @@ impl PartFile {
             create_dir_durably(dir).map_err(io_err)?;
             refuse_symlinked_dirs(dir).map_err(io_err)?;
         }
-        // O_NOFOLLOW: a symlink planted at the .part path (pointing anywhere on
-        // the machine) is refused rather than written through (issue #9).
-        let mut file = OpenOptions::new()
+        // A fresh download creates its .part itself (create-new), so nothing
+        // planted at that path is ever written through; a resumed one opens the
+        // existing file with O_NOFOLLOW (a symlink is refused) and refuses a
+        // file with other hard links (one could point anywhere on the machine).
+        let created = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io_err)?;
-        if !file.metadata().map_err(io_err)?.is_file() {
+            .open(path);
+        let mut file = match created {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(io_err)?,
+            Err(e) => return Err(io_err(e)),
+        };
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
             return Err(io_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "part path is not a regular file",
+            )));
+        }
+        if std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "part file has other hard links; refusing to write through it",
             )));
         }
         match file.try_lock() {
@@ -372,5 +389,20 @@ mod tests {
         assert!(p.verify(&expected).is_ok());
         p.discard().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_or_hard_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let link = dir.path().join(".s.part");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(PartFile::open(&link, 0).is_err(), "symlink refused");
+        let hard = dir.path().join(".h.part");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        assert!(PartFile::open(&hard, 0).is_err(), "hard link refused");
+        assert!(PartFile::open(&hard, 7).is_err(), "also when resuming");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     }
 }

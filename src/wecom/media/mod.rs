@@ -124,6 +124,8 @@ pub struct MediaOptions {
     pub concurrency: usize,
     /// The ffmpeg binary.
     pub ffmpeg: PathBuf,
+    /// Largest file accepted for an item without a stated size.
+    pub max_unsized_bytes: u64,
     /// Longest an ffmpeg run may take.
     pub transcode_timeout: Duration,
     /// How often an idle worker looks for new jobs.
@@ -156,6 +158,7 @@ impl MediaOptions {
             instance: config.instance.clone(),
             concurrency: config.media_concurrency.max(1),
             ffmpeg: config.ffmpeg.clone(),
+            max_unsized_bytes: config.media_max_unsized_bytes,
             transcode_timeout: Duration::from_secs(120),
             poll: Duration::from_secs(1),
             ip_pause: Duration::from_secs(600),

@@ -66,11 +66,6 @@ pub const CODE_RUNAWAY: i32 = -2;
 /// size check after the last chunk then says exactly by how much it is off).
 const SIZE_SLACK: u64 = 1 << 20;
 
-/// Largest file accepted for an item that states no size (meeting voice
-/// calls, some emotions): nothing the platform sends for one message comes
-/// near it, and it keeps a looping download from filling the disk.
-pub const MAX_UNSIZED_BYTES: u64 = 4 << 30;
-
 /// The start offset of an SDK index buffer (`Range:bytes=a-b`); "" is the
 /// first chunk, offset 0.
 fn index_start(index: &str) -> Option<u64> {
@@ -81,9 +76,18 @@ fn index_start(index: &str) -> Option<u64> {
 }
 
 /// Checks that a batch of chunks read from `index` moves forward and stays
-/// within the limit; the reason otherwise.
-fn check_progress(index: &str, chunks: &[MediaChunk], have: u64, size: Option<u64>) -> Result<(), String> {
-    let limit = size.map_or(MAX_UNSIZED_BYTES, |s| s.saturating_add(SIZE_SLACK));
+/// within the limit: the stated size plus a small slack, or `max_unsized`
+/// (`--media-max-unsized-mib`) for items that state none (meeting voice calls,
+/// some emotions), so a looping download cannot fill the disk. The reason
+/// otherwise.
+fn check_progress(
+    index: &str,
+    chunks: &[MediaChunk],
+    have: u64,
+    size: Option<u64>,
+    max_unsized: u64,
+) -> Result<(), String> {
+    let limit = size.map_or(max_unsized, |s| s.saturating_add(SIZE_SLACK));
     let mut prev = index_start(index).ok_or_else(|| format!("unreadable media index {index:?}"))?;
     let mut total = have;
     for c in chunks {
@@ -398,7 +402,9 @@ impl CorpRun {
                     }
                 }
                 if let Some(last) = chunks.last() {
-                    if let Err(why) = check_progress(&index, &chunks, part.len(), job.size) {
+                    if let Err(why) =
+                        check_progress(&index, &chunks, part.len(), job.size, opts.max_unsized_bytes)
+                    {
                         let _ = blocking(move || part.discard()).await;
                         return Err(Stop::Runaway(why));
                     }
@@ -683,18 +689,25 @@ mod tests {
 
     #[test]
     fn a_non_advancing_index_or_runaway_size_stops_the_download() {
+        const MAX: u64 = 4 << 30;
         let ok = [chunk(524288, "Range:bytes=524288-1048575", false), chunk(10, "", true)];
-        assert_eq!(check_progress("", &ok, 0, Some(524298)), Ok(()));
+        assert_eq!(check_progress("", &ok, 0, Some(524298), MAX), Ok(()));
         let stuck = [chunk(524288, "Range:bytes=0-524287", false)];
-        assert!(check_progress("", &stuck, 0, Some(2 << 20)).unwrap_err().contains("did not advance"));
+        assert!(check_progress("", &stuck, 0, Some(2 << 20), MAX).unwrap_err().contains("did not advance"));
         let again = [chunk(100, "Range:bytes=524288-1048575", false)];
-        assert!(check_progress("Range:bytes=524288-1048575", &again, 524288, None).is_err());
+        assert!(check_progress("Range:bytes=524288-1048575", &again, 524288, None, MAX).is_err());
         let big = [chunk(524288, "Range:bytes=524288-1048575", false)];
-        assert!(check_progress("", &big, 0, Some(1000)).is_ok(), "within the slack");
+        assert!(check_progress("", &big, 0, Some(1000), MAX).is_ok(), "within the slack");
         assert!(
-            check_progress("", &big, SIZE_SLACK, Some(1000)).unwrap_err().contains("past the stated size")
+            check_progress("", &big, SIZE_SLACK, Some(1000), MAX)
+                .unwrap_err()
+                .contains("past the stated size")
         );
-        assert!(check_progress("", &big, MAX_UNSIZED_BYTES, None).unwrap_err().contains("no stated size"));
-        assert!(check_progress("garbage", &ok, 0, None).is_err());
+        assert!(check_progress("", &big, MAX, None, MAX).unwrap_err().contains("no stated size"));
+        assert!(check_progress("", &big, 0, None, MAX).is_ok());
+        // The limit for unsized items is the configured one (--media-max-unsized-mib).
+        assert!(check_progress("", &big, 0, None, 1 << 19).is_ok(), "exactly at the limit");
+        assert!(check_progress("", &big, 1, None, 1 << 19).unwrap_err().contains("no stated size"));
+        assert!(check_progress("garbage", &ok, 0, None, MAX).is_err());
     }
 }
