@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS chain_links (
     corpid VARCHAR(64) NOT NULL,
     pos BIGINT UNSIGNED NOT NULL,
     kind VARCHAR(16) NOT NULL,
-    msgid VARCHAR(191) NOT NULL,
+    msgid VARCHAR(512) NOT NULL,  -- as wide as message tables' msgid (a 400-character msgid is archived)
     seq BIGINT UNSIGNED NOT NULL,
     record_hash CHAR(64) NOT NULL,
     link_hash CHAR(64) NOT NULL,
