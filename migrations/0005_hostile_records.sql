@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS quarantine_parts (
 -- Plaintexts bigger than the server's max_allowed_packet cannot travel in one
 -- row; message_<corpid>.msgdata_parts says how many rows here hold the exact
 -- bytes, in order (msgdata is then NULL). Read them with Store::message_bytes.
-CREATE TABLE IF NOT EXISTS message_parts (
+-- (Not named message_...: that prefix belongs to the per-corp tables.)
+CREATE TABLE IF NOT EXISTS large_msgdata (
     corpid VARCHAR(64) NOT NULL,
     msgid_sha256 CHAR(64) NOT NULL,
     part INT UNSIGNED NOT NULL,

@@ -196,7 +196,7 @@ async fn oauth_approve_reject_reused_state_and_used_code() {
     let mut c = e.store.conn().await.unwrap();
     let raw: (String, String) =
         c.query_first("SELECT access_token, refresh_token FROM feishu_users").await.unwrap().unwrap();
-    assert!(raw.0.starts_with("wwenc:v1:") && raw.1.starts_with("wwenc:v1:"), "tokens are sealed at rest");
+    assert!(raw.0.starts_with("wwenc:v2:") && raw.1.starts_with("wwenc:v2:"), "tokens are sealed at rest");
     drop(c);
 
     // The same callback again: the state is single-use.

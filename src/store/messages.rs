@@ -153,7 +153,7 @@ const KIND_WIDTH: usize = 64;
 const MAX_TEXT_BYTES: usize = 4 << 20;
 /// Longest `sdkfield` (its TEXT column, bytes).
 const MAX_SDKFIELD_BYTES: usize = 65_535;
-/// Plaintexts above this are stored in `message_parts` rows instead of
+/// Plaintexts above this are stored in `large_msgdata` rows instead of
 /// `msgdata`, so no row comes near `max_allowed_packet` (16 MiB by default).
 pub const MAX_INLINE_MSGDATA: usize = 8 << 20;
 
@@ -541,7 +541,7 @@ fn chunk_by_size(records: &[NewMessage]) -> Vec<&[NewMessage]> {
 
 /// Inserts records (idempotent on msgid): normal ones in size-capped
 /// multi-row INSERTs, plaintexts above [`MAX_INLINE_MSGDATA`] one by one with
-/// their bytes in `message_parts`.
+/// their bytes in `large_msgdata`.
 async fn insert_records(
     tx: &mut mysql_async::Transaction<'_>,
     corpid: &CorpId,
@@ -564,7 +564,7 @@ async fn insert_records(
             let key = super::quarantine::msgid_key(&r.msgid);
             for (i, part) in parts.iter().enumerate() {
                 tx.exec_drop(
-                    "INSERT INTO message_parts (corpid, msgid_sha256, part, data) VALUES (?, ?, ?, ?)
+                    "INSERT INTO large_msgdata (corpid, msgid_sha256, part, data) VALUES (?, ?, ?, ?)
                      ON DUPLICATE KEY UPDATE data = VALUES(data)",
                     (corpid.as_str(), &key, i as u64, *part),
                 )
@@ -663,7 +663,7 @@ impl Store {
         }
         let chunks: Vec<Vec<u8>> = conn
             .exec(
-                "SELECT data FROM message_parts WHERE corpid = ? AND msgid_sha256 = ? ORDER BY part",
+                "SELECT data FROM large_msgdata WHERE corpid = ? AND msgid_sha256 = ? ORDER BY part",
                 (corpid.as_str(), super::quarantine::msgid_key(msgid)),
             )
             .await?;
