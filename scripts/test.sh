@@ -79,4 +79,4 @@ else
 fi
 
 step "tests (cargo test --workspace)"
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}" 2>&1 | tee "$log_dir/cargo-test.log"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" 2>&1 | tee "$log_dir/cargo-test.log"
