@@ -459,7 +459,10 @@ async fn serve_writes_the_manifest_once_listening() {
     let text = std::fs::read_to_string(&path).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let keys: BTreeSet<&str> = v["corps"][0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(keys, BTreeSet::from(["corpid", "secret", "corpname", "keys", "messages"]));
+    assert_eq!(
+        keys,
+        BTreeSet::from(["corpid", "secret", "corpname", "keys", "messages", "undecryptable_msgids"])
+    );
     assert_eq!(v["corps"][0]["messages"], 3);
     // The server answers while the manifest exists.
     let c = Client::new(addr);

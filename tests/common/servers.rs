@@ -49,6 +49,9 @@ impl PrivateMariaDb {
                 "--bind-address=127.0.0.1",
                 &format!("--socket={}", self.dir.path().join("sock").display()),
                 &format!("--pid-file={}", self.dir.path().join("pid").display()),
+                // Its own tmpdir: a starting mariadbd deletes every #sql* file in its
+                // tmpdir, which would pull temp tables from under the shared server.
+                &format!("--tmpdir={}", self.dir.path().display()),
                 "--innodb-buffer-pool-size=64M",
                 "--skip-log-bin",
             ])
