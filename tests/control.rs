@@ -817,13 +817,23 @@ async fn three_instances_share_six_corps_and_survive_a_kill() {
     .await;
     assert_eq!(owners(&h, &ids).await.unwrap(), by_owner, "no corp moved meanwhile");
     for (name, inst) in &mut instances {
-        let m = inst.metrics().await;
-        let mut held: Vec<String> = m.by_label("wework_lease_owned", "corp").into_keys().collect();
-        held.sort();
         let mut want = by_owner[name].clone();
         want.sort();
-        assert_eq!(held, want, "{name}'s /metrics agrees with the lease records");
-        assert_eq!(m.value("wework_instances_live", &[]), 3.0);
+        // The gauges are refreshed after each coordinator turn, a moment
+        // after the lease records: allow that moment, not a scan period.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let m = inst.metrics().await;
+            let mut held: Vec<String> = m.by_label("wework_lease_owned", "corp").into_keys().collect();
+            held.sort();
+            let live = m.value("wework_instances_live", &[]);
+            if (held == want && live == 3.0) || Instant::now() >= deadline {
+                assert_eq!(held, want, "{name}'s /metrics agrees with the lease records");
+                assert_eq!(live, 3.0);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     h.wait_caught_up(&ids, Duration::from_secs(60)).await;
 

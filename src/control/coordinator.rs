@@ -302,10 +302,13 @@ impl Coordinator {
                     if self.started.elapsed() >= self.timing.settle {
                         self.balance().await;
                     }
-                    self.update_gauges().await;
                 }
                 _ = poll.tick() => self.poll().await,
             }
+            // After every turn, not only on the scan tick: a lease taken by a
+            // poll or a queue event shows in /metrics at once, so the gauges
+            // never disagree with the lease records for a whole scan period.
+            self.update_gauges().await;
         }
         self.stop_all(lost_rx).await;
         background.cancel();
