@@ -126,6 +126,10 @@ pub struct SettingsArgs {
     /// Oldest event push accepted, by its signed timestamp, in seconds [default: 300].
     #[arg(long, env = "FEISHU_EVENT_MAX_AGE_SECS", global = true)]
     pub feishu_event_max_age_secs: Option<f64>,
+    /// Also receive Feishu events over the long connection (a WebSocket `run` opens per app),
+    /// for deployments Feishu cannot reach with a webhook [default: false].
+    #[arg(long, env = "FEISHU_LONG_CONNECTION", global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub feishu_long_connection: Option<bool>,
 }
 
 impl std::fmt::Debug for SettingsArgs {
@@ -181,6 +185,7 @@ struct FileSettings {
     feishu_oauth_state_secs: Option<f64>,
     feishu_oauth_scope: Option<String>,
     feishu_event_max_age_secs: Option<f64>,
+    feishu_long_connection: Option<bool>,
 }
 
 /// Resolved, validated settings. `Debug` redacts the URLs' passwords (the
@@ -256,6 +261,8 @@ pub struct FeishuSettings {
     pub oauth_scope: String,
     /// Oldest accepted push.
     pub event_max_age: Duration,
+    /// Events also over the long connection.
+    pub long_connection: bool,
 }
 
 /// Default public listen address.
@@ -382,6 +389,7 @@ impl Config {
                 "feishu_event_max_age_secs",
                 pick!(feishu_event_max_age_secs).unwrap_or(300.0),
             )?,
+            long_connection: pick!(feishu_long_connection).unwrap_or(false),
         };
         Ok(Config {
             public_listen,

@@ -703,3 +703,99 @@ async fn card_flow_end_to_end_and_events_from_the_fake() {
     assert!(wework_archive::feishu::FeishuStats::get(&e.feishu.stats.events_refused, "replayed") >= 1);
     e.stop().await;
 }
+
+/// Events over the long connection (no webhook subscription at all): the
+/// service opens the WebSocket itself, card clicks are answered with their
+/// card, an ended meeting is stored once (its redelivery acknowledged, not
+/// stored twice), and a connection the fake drops is reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_connection_receives_events_and_card_clicks_without_a_webhook() {
+    use wework_archive::store::feishu_auth_sessions::SessionState;
+    let e = env("fs_longconn").await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(wework_archive::feishu::longconn::run(e.feishu.clone(), stop.clone()));
+    let carol = e.manifest.users[2].open_id.clone();
+    let session = e.feishu.send_auth_card(e.app_id(), &carol).await.unwrap();
+    let click = json!({"message_id": session.message_id, "open_id": carol,
+                       "value": {"action": "decline_authorization", "session": session.id}});
+    // The click reaches us once the connection is open (the fake refuses it before).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let r = e
+            .web
+            .post(format!("{}/_sim/card-actions", e.manifest.base_url))
+            .header("content-type", "application/json")
+            .body(click.to_string())
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            break serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no long connection: {}", r.text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer["response"]["card"]["data"]["header"]["title"]["content"], "Declined", "{answer}");
+    assert_eq!(e.store.auth_session(&session.id).await.unwrap().unwrap().state, SessionState::Rejected);
+
+    // A meeting ends: its event arrives over the connection and is stored once.
+    let bob = e.manifest.users[1].open_id.clone();
+    let meeting = e.sim("/_sim/meetings", json!({"owner_open_id": bob, "bytes": 1024})).await;
+    let event_id = meeting["event_id"].as_str().unwrap().to_owned();
+    let stored = format!("SELECT COUNT(*) FROM feishu_events WHERE event_id = '{event_id}'");
+    let delivered = |e: &Env, id: String| {
+        let web = e.web.clone();
+        let url = format!("{}/_sim/deliveries", e.manifest.base_url);
+        async move {
+            let v: Value =
+                serde_json::from_str(&web.get(url).send().await.unwrap().text().await.unwrap()).unwrap();
+            v["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["event_id"] == id.as_str() && a["status"] == 200)
+                .count()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.count(&stored).await == 0 || delivered(&e, event_id.clone()).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the meeting's event did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A redelivery is acknowledged (code 200, so Feishu stops retrying) and not stored again.
+    e.sim("/_sim/events/redeliver", json!({"event_id": event_id})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while delivered(&e, event_id.clone()).await < 2 {
+        assert!(std::time::Instant::now() < deadline, "the redelivery was not acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(e.count(&stored).await, 1);
+    let replayed = wework_archive::feishu::FeishuStats::get(&e.feishu.stats.events_refused, "replayed");
+    assert!(replayed >= 1, "the replay was recognised ({replayed})");
+    let opened = |e: &Env| {
+        wework_archive::feishu::FeishuStats::get(&e.feishu.stats.long_connections_opened, e.app_id())
+    };
+    assert_eq!(opened(&e), 1, "one connection so far");
+
+    // The connection drops (a network cut): it is reopened, and the next
+    // meeting's event arrives over the new one.
+    let dropped = e.sim("/_sim/long-connections/drop", json!({})).await;
+    assert_eq!(dropped["dropped"], 1, "{dropped}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while opened(&e) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the long connection was not reopened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = e.sim("/_sim/meetings", json!({"owner_open_id": bob, "bytes": 1024})).await;
+    let again_id = again["event_id"].as_str().unwrap().to_owned();
+    let stored = format!("SELECT COUNT(*) FROM feishu_events WHERE event_id = '{again_id}'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.count(&stored).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no event over the reopened connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(opened(&e), 2, "reopened once");
+    stop.cancel();
+    task.await.unwrap();
+    e.stop().await;
+}

@@ -299,12 +299,6 @@ async fn assert_exact(store: &Store, corpus: &wework_archive_sim::Corpus, node: 
     }
 }
 
-// Out of the default suite until its one timing-dependent step is settled:
-// in 1 of 2 full-suite runs, instance b (3 s lease) gave its leases away while
-// failing over from the killed node 2 to node 3 (commits pause cluster-wide
-// until Galera evicts the dead node, ~5 s), so "b kept its tokens" failed.
-// Run it with `cargo test --test tests galera:: -- --include-ignored`.
-#[ignore = "timing-dependent under a loaded 2-core machine: see the comment above"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn galera_node_loss_moves_corps_and_the_archive_stays_exact() {
     let t_start = Instant::now();

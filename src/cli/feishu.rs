@@ -304,6 +304,40 @@ pub(crate) async fn start(
     }))
 }
 
+/// For `run` started before any Feishu app existed: checks every 30 s and
+/// starts the Feishu side (public endpoint, tasks) once the first app is
+/// added, so adding an app needs no restart. A public port that cannot be
+/// bound then is logged and retried, never fatal to the WeCom archive.
+pub(crate) async fn start_once_configured(
+    feishu: Arc<Feishu>,
+    config: Arc<Config>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    const CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(CHECK) => {}
+        }
+        match feishu.store.feishu_apps(&config.secrets).await {
+            Ok(apps) if apps.is_empty() => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("listing Feishu apps: {e}");
+                continue;
+            }
+        }
+        match start(feishu.clone(), &config, cancel.clone()).await {
+            Ok(side) => {
+                tracing::info!("a Feishu app was added: the Feishu side is running");
+                let _ = side.await;
+                return;
+            }
+            Err(e) => tracing::error!("starting the Feishu side: {e:#}; retrying in {CHECK:?}"),
+        }
+    }
+}
+
 async fn serve(store: crate::store::Store, config: Arc<Config>) -> anyhow::Result<ExitCode> {
     let cancel = super::shutdown_token();
     let feishu = Feishu::new(store.clone(), config.clone())?;

@@ -87,14 +87,16 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     let coordinator = crate::control::Coordinator::new(ctx, idle, control, cancel.clone())?;
     let mut state = state.with_media(coordinator.media_stats());
     // Feishu: the public endpoint and its tasks run beside the WeCom workers
-    // when any Feishu app is configured (so WeCom-only deployments bind no
-    // second port).
+    // once any Feishu app is configured (so WeCom-only deployments bind no
+    // second port), also when the first app is added while `run` runs.
+    let feishu = crate::feishu::Feishu::new(ctx_store.clone(), config.clone())?;
+    state = state.with_feishu(feishu.clone());
     let feishu_side = if ctx_store.feishu_apps(&config.secrets).await?.is_empty() {
-        None
+        tokio::spawn(super::feishu::start_once_configured(feishu, config.clone(), cancel.clone()))
     } else {
-        let feishu = crate::feishu::Feishu::new(ctx_store.clone(), config.clone())?;
-        state = state.with_feishu(feishu.clone());
-        Some(super::feishu::start(feishu, &config, cancel.clone()).await?)
+        // Configured at start: a public port that cannot be bound is a
+        // setting to fix, so `run` fails now rather than limp.
+        super::feishu::start(feishu, &config, cancel.clone()).await?
     };
     let http = tokio::spawn(crate::http::serve(listener, state, cancel.clone().cancelled_owned()));
     let result = coordinator.run(cancel.clone()).await;
@@ -104,9 +106,7 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
         Ok(_) => {}
         Err(_) => tracing::warn!("http server: connections still open at exit"),
     }
-    if let Some(side) = feishu_side
-        && tokio::time::timeout(Duration::from_secs(5), side).await.is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(5), feishu_side).await.is_err() {
         tracing::warn!("feishu: tasks still running at exit");
     }
     result?;

@@ -555,10 +555,20 @@ impl Coordinator {
                 tracing::info!(corp = %corp, target, instances = m, "more than my share: giving the corp back");
                 self.begin_stop(&corp, Next::Release { balance: true });
             }
+            // The peers' advertised loads lag behind these releases: no
+            // evening-out until they have had a lease time to take them.
+            self.last_spread = Some(Instant::now());
             return;
         }
         // Even out loads beyond ceil(): the most loaded instance (first by name)
         // gives one corp back when it holds two more than the least loaded one.
+        // Never while a release of ours is still in flight: the least loaded
+        // peer's load does not count that corp yet, and evening out against
+        // it would move one corp too many (seen on Galera after a node rejoined).
+        let releasing = self
+            .slots
+            .values()
+            .any(|s| matches!(s.state, SlotState::Stopping { next: Next::Release { .. }, .. }));
         let min_load = members
             .iter()
             .map(|(name, load)| if *name == self.instance { holding.len() as u64 } else { *load })
@@ -576,6 +586,7 @@ impl Coordinator {
             })
             .is_some_and(|(name, _)| *name == self.instance);
         if holding.len() as u64 >= min_load + 2
+            && !releasing
             && first_max
             && self.last_spread.is_none_or(|t| t.elapsed() >= self.timing.ttl)
             && let Some(corp) = holding.iter().min_by_key(|c| keep_rank(c)).cloned()

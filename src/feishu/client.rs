@@ -96,7 +96,7 @@ impl std::fmt::Debug for Api {
 }
 
 /// A TLS configuration with aws-lc-rs and the webpki roots (no system store, no OpenSSL).
-fn tls_config() -> Result<rustls::ClientConfig, FeishuError> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, FeishuError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     Ok(rustls::ClientConfig::builder_with_provider(provider)

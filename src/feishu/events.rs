@@ -139,6 +139,25 @@ pub fn verify_push(
     if (now - ts).unsigned_abs() > max_age.as_secs() {
         return Err(Refusal::Stale);
     }
+    let (event_id, event_type, token) = identity(&envelope);
+    if !token_ok(token) {
+        return Err(Refusal::BadToken);
+    }
+    let (Some(event_id), Some(event_type)) = (event_id, event_type) else {
+        return Err(Refusal::Malformed);
+    };
+    Ok(Verified::Event {
+        event_id: event_id.to_owned(),
+        event_type: event_type.to_owned(),
+        plaintext,
+        envelope,
+    })
+}
+
+/// `(event_id, event_type, token)` of an envelope, schema 2.0 (`header`) or
+/// 1.0 (`uuid`, `event.type`, top-level `token`); ids that are empty, longer
+/// than 128 bytes or not printable ASCII count as absent.
+fn identity(envelope: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
     let (event_id, event_type, token) = if let Some(header) = envelope.get("header") {
         (
             header.get("event_id").and_then(Value::as_str),
@@ -146,18 +165,40 @@ pub fn verify_push(
             header.get("token").and_then(Value::as_str),
         )
     } else {
-        // Schema 1.0: `uuid`, top-level `token`, `event.type`.
         (
             envelope.get("uuid").and_then(Value::as_str),
             envelope.pointer("/event/type").and_then(Value::as_str),
             envelope.get("token").and_then(Value::as_str),
         )
     };
-    if !token_ok(token) {
+    let valid_id = |s: &&str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
+    (event_id.filter(valid_id), event_type.filter(valid_id), token)
+}
+
+/// Verifies one event that arrived over the long connection. The channel is
+/// already authenticated (its URL came from the endpoint call made with the
+/// app secret, over TLS), so there is no signature; the payload is the
+/// envelope, or `{"encrypt": …}` when the app has an Encrypt Key. A
+/// `header.token` that is present must still match the Verification Token.
+pub fn verify_long_connection(app: &FeishuApp, payload: &[u8]) -> Result<Verified, Refusal> {
+    let outer: Value = serde_json::from_slice(payload).map_err(|_| Refusal::Malformed)?;
+    let (plaintext, envelope) = match outer.get("encrypt") {
+        Some(Value::String(encrypted)) => {
+            let plaintext = decrypt(&app.encrypt_key, encrypted).map_err(|_| Refusal::Undecryptable)?;
+            let envelope: Value = serde_json::from_str(&plaintext).map_err(|_| Refusal::Malformed)?;
+            (plaintext, envelope)
+        }
+        Some(_) => return Err(Refusal::Malformed),
+        None => (String::from_utf8(payload.to_vec()).map_err(|_| Refusal::Malformed)?, outer),
+    };
+    if !envelope.is_object() {
+        return Err(Refusal::Malformed);
+    }
+    let (event_id, event_type, token) = identity(&envelope);
+    if token.is_some_and(|t| !constant_time_eq(t.as_bytes(), app.verification_token.as_bytes())) {
         return Err(Refusal::BadToken);
     }
-    let valid_id = |s: &&str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
-    let (Some(event_id), Some(event_type)) = (event_id.filter(valid_id), event_type.filter(valid_id)) else {
+    let (Some(event_id), Some(event_type)) = (event_id, event_type) else {
         return Err(Refusal::Malformed);
     };
     Ok(Verified::Event {
@@ -213,18 +254,56 @@ impl Feishu {
         if !crate::store::feishu_apps::valid_app_id(app_id) {
             return PushAnswer::Refused(Refusal::UnknownApp);
         }
-        let app = match self.store.feishu_app(app_id, &self.config.secrets).await {
-            Ok(Some(a)) if a.enabled => a,
-            Ok(_) => return PushAnswer::Refused(Refusal::UnknownApp),
-            Err(e) => {
-                tracing::warn!("webhook: reading the app: {e}");
-                return PushAnswer::Unavailable;
-            }
+        let app = match self.enabled_app(app_id).await {
+            Ok(a) => a,
+            Err(answer) => return answer,
         };
         let verified = match verify_push(&app, headers, body, now_s(), self.config.feishu.event_max_age) {
             Ok(v) => v,
             Err(r) => return PushAnswer::Refused(r),
         };
+        self.accept(&app, verified).await
+    }
+
+    /// Handles one event that arrived over the long connection for `app_id`:
+    /// the same de-duplication, storage and processing as a webhook push.
+    pub async fn receive_long_connection(
+        self: &std::sync::Arc<Self>,
+        app_id: &str,
+        payload: &[u8],
+    ) -> PushAnswer {
+        let answer = match self.enabled_app(app_id).await {
+            Ok(app) => match verify_long_connection(&app, payload) {
+                Ok(verified) => self.accept(&app, verified).await,
+                Err(r) => PushAnswer::Refused(r),
+            },
+            Err(answer) => answer,
+        };
+        match &answer {
+            PushAnswer::Refused(r) => {
+                FeishuStats::inc(&self.stats.events_refused, r.reason());
+                tracing::warn!(app = %app_id, reason = r.reason(), "Feishu long-connection event refused");
+            }
+            PushAnswer::Unavailable => FeishuStats::inc(&self.stats.events_refused, "unavailable"),
+            PushAnswer::Ok(_) => {}
+        }
+        answer
+    }
+
+    async fn enabled_app(&self, app_id: &str) -> Result<FeishuApp, PushAnswer> {
+        match self.store.feishu_app(app_id, &self.config.secrets).await {
+            Ok(Some(a)) if a.enabled => Ok(a),
+            Ok(_) => Err(PushAnswer::Refused(Refusal::UnknownApp)),
+            Err(e) => {
+                tracing::warn!("Feishu event: reading the app: {e}");
+                Err(PushAnswer::Unavailable)
+            }
+        }
+    }
+
+    /// A verified push or long-connection event: de-duplicate, store durably,
+    /// answer; card callbacks are answered with their card.
+    async fn accept(self: &std::sync::Arc<Self>, app: &FeishuApp, verified: Verified) -> PushAnswer {
         let (event_id, event_type, plaintext, envelope) = match verified {
             Verified::Challenge(c) => {
                 tracing::info!(app = %app.app_id, "url_verification answered");

@@ -19,6 +19,7 @@ pub mod client;
 pub mod crypto;
 pub mod events;
 pub mod handout;
+pub mod longconn;
 pub mod oauth;
 pub mod ratelimit;
 pub mod stats;

@@ -55,6 +55,8 @@ pub struct FeishuStats {
     pub handouts: Mutex<BTreeMap<String, u64>>,
     /// Calls answered 429, by route.
     pub throttled: Mutex<BTreeMap<String, u64>>,
+    /// Long connections opened, by app.
+    pub long_connections_opened: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FeishuStats {

@@ -1,6 +1,7 @@
 //! The Feishu sibling tasks of `run`: keep app tokens fresh (and push them
 //! in push mode), expire and clean up authorization sessions, and process
-//! events a crash left stored but unprocessed. Each loop stops on `cancel`.
+//! events a crash left stored but unprocessed, and (when configured) keep the
+//! long connections open. Each loop stops on `cancel`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,11 @@ pub async fn run(feishu: Arc<Feishu>, cancel: CancellationToken) {
         let (f, c) = (feishu.clone(), cancel.clone());
         tokio::spawn(push_tokens(f, url, c))
     });
+    let long_connections = feishu
+        .config
+        .feishu
+        .long_connection
+        .then(|| tokio::spawn(super::longconn::run(feishu.clone(), cancel.clone())));
     let tokens = tokio::spawn(keep_tokens_fresh(feishu.clone(), cancel.clone()));
     let cleanup = tokio::spawn(clean_up(feishu.clone(), cancel.clone()));
     if let Ok(events) = feishu.store.unprocessed_feishu_events(1000).await {
@@ -34,6 +40,9 @@ pub async fn run(feishu: Arc<Feishu>, cancel: CancellationToken) {
     let _ = cleanup.await;
     if let Some(p) = push {
         let _ = p.await;
+    }
+    if let Some(l) = long_connections {
+        let _ = l.await;
     }
 }
 

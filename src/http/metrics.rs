@@ -355,7 +355,7 @@ async fn feishu_metrics(e: &mut Exposition, f: &crate::feishu::Feishu) {
     labelled(
         e,
         "wework_feishu_events_refused_total",
-        "Webhook pushes refused, by reason.",
+        "Event pushes refused (webhook and long connection), by reason.",
         "reason",
         &s.events_refused,
     );
@@ -372,6 +372,13 @@ async fn feishu_metrics(e: &mut Exposition, f: &crate::feishu::Feishu) {
         "Feishu calls answered 429, by route.",
         "route",
         &s.throttled,
+    );
+    labelled(
+        e,
+        "wework_feishu_long_connections_opened_total",
+        "Feishu long connections (WebSocket event channels) opened, by app.",
+        "app",
+        &s.long_connections_opened,
     );
 }
 

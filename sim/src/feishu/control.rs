@@ -24,6 +24,7 @@ pub(crate) fn router() -> Router<App> {
         .route("/_sim/subscriptions", post(subscribe))
         .route("/_sim/events/redeliver", post(redeliver))
         .route("/_sim/deliveries", get(deliveries))
+        .route("/_sim/long-connections/drop", post(drop_long_connections))
         .route("/_sim/messages", get(messages))
         .route("/_sim/card-actions", post(card_actions))
         .route("/_sim/meetings", post(meetings))
@@ -116,6 +117,13 @@ async fn redeliver(State(app): State<App>, raw: Bytes) -> Response {
 async fn deliveries(State(app): State<App>) -> Response {
     let v = json!({"attempts": app.lock().events.attempts});
     json_response(StatusCode::OK, &v)
+}
+
+/// Closes every open long connection, as a network cut or a Feishu restart does (not in
+/// FAKE.md, for tests of reconnection) → `{"ok": true, "dropped": n}`.
+async fn drop_long_connections(State(app): State<App>) -> Response {
+    let dropped = app.lock().ws.drop_all();
+    json_response(StatusCode::OK, &json!({"ok": true, "dropped": dropped}))
 }
 
 async fn messages(State(app): State<App>) -> Response {

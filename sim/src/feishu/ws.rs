@@ -54,6 +54,14 @@ impl Connections {
     pub fn ids(&self) -> Vec<String> {
         self.conns.iter().map(|(id, _)| id.clone()).collect()
     }
+
+    /// Closes every connection (each one's loop ends when its sender is
+    /// dropped); returns how many there were.
+    pub fn drop_all(&mut self) -> usize {
+        let n = self.conns.len();
+        self.conns.clear();
+        n
+    }
 }
 
 fn client_config() -> Value {
