@@ -252,6 +252,32 @@ async fn oauth_approve_reject_reused_state_and_used_code() {
     e.stop().await;
 }
 
+/// A code used after it expired (the fake's codes live 1 s here, Feishu's 5
+/// minutes): Feishu refuses it, the page says so, nobody is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_authorization_code_adds_nobody() {
+    let config = FeishuConfig { seed: 7, code_ttl: Duration::from_secs(1), ..Default::default() };
+    let e = env_with("fs_expired_code", config, "redis://127.0.0.1:6379").await;
+    let alice = e.manifest.users[0].clone();
+    let (state, redirect) = e.start("").await;
+    let location = e.decide(&state, &redirect, &alice.open_id, "approve").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, page) = e.public_get(&location).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("did not accept"), "{page}");
+    assert!(e.store.feishu_user(e.app_id(), &alice.open_id, &e.config.secrets).await.unwrap().is_none());
+    use wework_archive::feishu::FeishuStats;
+    assert_eq!(FeishuStats::get(&e.feishu.stats.auth_failure, "code_exchange"), 1);
+    assert_eq!(FeishuStats::get(&e.feishu.stats.auth_success, e.app_id()), 0);
+    // A fresh code for the same person works at once.
+    let (state, redirect) = e.start("").await;
+    let location = e.decide(&state, &redirect, &alice.open_id, "approve").await;
+    let (status, page) = e.public_get(&location).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(e.store.feishu_user(e.app_id(), &alice.open_id, &e.config.secrets).await.unwrap().is_some());
+    e.stop().await;
+}
+
 /// Runs `wework-archive feishu user refresh` as its own process.
 fn refresh_process(e: &Env, redis_url: &str, open_id: &str) -> tokio::process::Child {
     tokio::process::Command::new(binary())

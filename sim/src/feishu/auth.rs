@@ -24,8 +24,6 @@ use super::state::{App, Inner, Shared, now_ms};
 
 /// Below this much remaining lifetime a token request mints a new tenant/app token.
 const ROTATE_BELOW_MS: u64 = 30 * 60 * 1000;
-/// Authorization codes live 5 minutes.
-const CODE_TTL_MS: u64 = 5 * 60 * 1000;
 /// The scopes the fake app has; granted when an authorization names none.
 pub(crate) const APP_SCOPES: &str = "offline_access contact:user.base:readonly im:message im:message:send_as_bot \
 vc:record:readonly minutes:minutes.media:export drive:drive:readonly wiki:wiki:readonly docs:document:export";
@@ -283,7 +281,7 @@ pub(crate) fn decide(shared: &Shared, d: &Decision) -> Result<String, ApiError> 
                     redirect_uri: d.redirect_uri.clone(),
                     open_id: d.open_id.clone(),
                     scope,
-                    expires_ms: now_ms() + CODE_TTL_MS,
+                    expires_ms: now_ms() + shared.config.code_ttl.as_millis() as u64,
                     used: false,
                     challenge,
                 },

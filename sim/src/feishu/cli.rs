@@ -34,6 +34,9 @@ pub struct FeishuArgs {
     /// User access-token lifetime in seconds (Feishu: 7200).
     #[arg(long, env = "FEISHU_SIM_USER_TOKEN_TTL", default_value_t = 7200)]
     pub user_token_ttl: u64,
+    /// Authorization-code lifetime in seconds (Feishu: 300).
+    #[arg(long, env = "FEISHU_SIM_CODE_TTL", default_value = "300", value_parser = parse_secs)]
+    pub code_ttl: Duration,
     /// Seconds between push retries (Feishu: 15,300,3600,21600).
     #[arg(long, env = "FEISHU_SIM_RETRY_DELAYS", default_value = "15,300,3600,21600", value_parser = parse_delays)]
     pub retry_delays: RetryDelays,
@@ -45,6 +48,14 @@ pub struct FeishuArgs {
 /// Push retry delays.
 #[derive(Debug, Clone)]
 pub struct RetryDelays(pub Vec<Duration>);
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not seconds"))
+}
 
 fn parse_delays(s: &str) -> Result<RetryDelays, String> {
     s.split(',')
@@ -62,6 +73,7 @@ impl FeishuArgs {
             seed: self.seed,
             token_ttl: Duration::from_secs(self.token_ttl),
             user_token_ttl: Duration::from_secs(self.user_token_ttl),
+            code_ttl: self.code_ttl,
             event_url: self.event_url.clone(),
             faults: self.faults.clone(),
             retry_delays: self.retry_delays.0.clone(),

@@ -61,6 +61,8 @@ pub struct FeishuConfig {
     pub user_token_ttl: Duration,
     /// Lifetime of refresh tokens (v2 fixture: 7 days).
     pub refresh_token_ttl: Duration,
+    /// Lifetime of authorization codes (Feishu: 5 minutes).
+    pub code_ttl: Duration,
     /// A webhook subscribed at start (FAKE.md `--event-url`).
     pub event_url: Option<String>,
     /// Random faults (FAKE.md `--faults`).
@@ -78,6 +80,7 @@ impl Default for FeishuConfig {
             token_ttl: Duration::from_secs(7200),
             user_token_ttl: Duration::from_secs(7200),
             refresh_token_ttl: Duration::from_secs(604_800),
+            code_ttl: Duration::from_secs(300),
             event_url: None,
             faults: FeishuFaults::default(),
             retry_delays: events::FEISHU_RETRY_DELAYS.to_vec(),
