@@ -411,6 +411,15 @@ async fn app_tokens_are_fetched_once_shared_across_instances_and_refreshed_when_
     let other = Feishu::new(e.store.clone(), e.config.clone()).unwrap();
     let _ = other.tenant_token(&app).await.unwrap();
     assert_eq!(calls(e.sim_get("/_sim/stats").await), 3);
+    // Revoked mid-flow (Feishu answers 99991663 on the next call): the call
+    // that meets it drops the token, fetches one new one and succeeds.
+    let cached = e.feishu.tenant_token(&app).await.unwrap();
+    e.sim("/_sim/tokens/revoke", json!({"kind": "tenant"})).await;
+    let bob = e.manifest.users[1].open_id.clone();
+    let session = e.feishu.send_auth_card(e.app_id(), &bob).await.unwrap();
+    assert!(!session.message_id.is_empty(), "the card went out after the revocation");
+    assert_eq!(calls(e.sim_get("/_sim/stats").await), 4, "exactly one new fetch");
+    assert_ne!(e.feishu.tenant_token(&app).await.unwrap().token, cached.token);
     e.stop().await;
 }
 
