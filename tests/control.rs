@@ -575,3 +575,62 @@ async fn corp_seal_seals_plaintext_rows_in_place() {
     assert_eq!(code, 0, "{out}{err}");
     assert_table_equals_corpus(&h.store, &h.sim.corpus().corps[0]).await;
 }
+
+/// Every writer claims a corp by one rule (`Store::claim_fence`): a token is
+/// ours when the database holds exactly it with our name on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fencing_rule_for_every_writer() {
+    use wework_archive::store::{CorpId, StoreError};
+    let (_db, store) = crate::common::TestDb::fresh("ctl_fence").await;
+    let corp = CorpId::new("wwfence1").unwrap();
+    let lost = |r: Result<u64, StoreError>| match r {
+        Err(StoreError::FenceLost { mine, current, .. }) => (mine, current),
+        other => panic!("expected FenceLost, got {other:?}"),
+    };
+    assert_eq!(store.claim_fence(&corp, "a", Some(5)).await.unwrap(), 5);
+    assert_eq!(store.claim_fence(&corp, "a", Some(5)).await.unwrap(), 5, "claiming again what is ours");
+    assert_eq!(lost(store.claim_fence(&corp, "b", Some(5)).await), (5, 5), "same token, other owner");
+    assert_eq!(lost(store.claim_fence(&corp, "a", Some(4)).await), (4, 5), "an older token");
+    assert_eq!(store.claim_fence(&corp, "b", Some(7)).await.unwrap(), 7, "a newer token wins");
+    assert_eq!(lost(store.claim_fence(&corp, "a", Some(7)).await), (7, 7));
+    // Without a lease service the database issues the next token itself.
+    assert_eq!(store.claim_fence(&corp, "c", None).await.unwrap(), 8);
+    assert_eq!(store.fence(&corp).await.unwrap(), 8);
+    let activity = store.activity(&corp).await.unwrap().unwrap();
+    assert_eq!(activity.owner, "c");
+    assert!(activity.idle_secs >= 0.0 && activity.idle_secs < 60.0, "{activity:?}");
+    assert_eq!(store.fences().await.unwrap().get("wwfence1"), Some(&8));
+}
+
+/// `--pull-limit` caps every corp's records per GetChatData call, under
+/// `corplist.limits` (1000 here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_limit_caps_each_call() {
+    use tokio_util::sync::CancellationToken;
+    use wework_archive::wecom::ingest::{CorpSpec, RunOptions, pull_corp};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = wework_archive_sim::Simulator::start(
+        listener,
+        SimConfig { seed: 47, corps: 1, messages: 95, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let (db, store) = crate::common::TestDb::fresh("ctl_pull_limit").await;
+    let media = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(&db.url, media.path());
+    config.pull_limit = 30;
+    let corps =
+        wework_archive::cli::corp::import_sim_manifest(&store, &config, &sim.manifest()).await.unwrap();
+    let ctx = crate::common::ingest_context(store, config);
+    let row = ctx.store.corp(&corps[0]).await.unwrap().unwrap();
+    assert_eq!(row.limits, 1000);
+    let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await.unwrap();
+    let report =
+        pull_corp(&ctx, spec, RunOptions::until_caught_up(), CancellationToken::new()).await.unwrap();
+    let corpus = sim.corpus();
+    let records = corpus.corps[0].records.len() as u64;
+    assert!(report.fetched >= records, "{report:?}");
+    assert_table_equals_corpus(&ctx.store, &corpus.corps[0]).await;
+    let calls = ctx.stats.pull_latency.lock().unwrap()[corps[0].as_str()].0;
+    assert!(calls >= records.div_ceil(30), "{records} records in {calls} calls of at most 30");
+}
