@@ -5,6 +5,7 @@
 //! - [`wecom`]: Tencent's Finance SDK behind a safe layer ([`wecom::sdk`]),
 //!   key handling, message parsing, the per-corp ingest workers and media.
 //! - [`store`]: MySQL schema, migrations, corps, keys and per-corp message tables.
+//! - [`backoff`]: the capped, jittered retry waits everything shares.
 //! - [`config`] and [`logging`]: settings (flag > env > file > default) and tracing.
 //! - [`control`] and [`http`]: leases and change events across instances;
 //!   `/healthz`, `/readyz` and `/metrics`.
@@ -12,6 +13,7 @@
 //!   real SDK talks to in tests and the demo.
 
 pub mod archive;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -4,8 +4,8 @@
 //! libclang and without the SDK's `.so` (the library is loaded at run time).
 //! With the `buildtime-bindgen` feature the bindings are generated from
 //! `../lib/WeWorkFinanceSdk_C.h` into `$OUT_DIR/bindings.rs`;
-//! `scripts/regen-bindings.sh` copies that over the checked-in file and
-//! `scripts/check-bindings.sh` fails when the two differ.
+//! `scripts/regen-bindings.sh` copies that over the checked-in file, and
+//! `scripts/regen-bindings.sh --check` fails when the two differ.
 
 fn main() {
     println!("cargo:rerun-if-changed=../lib/WeWorkFinanceSdk_C.h");

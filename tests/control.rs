@@ -5,524 +5,17 @@
 //! Lease 3 s and poll 0.5–1 s keep the suite fast; every wait has a deadline.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use wework_archive::config::{Config, SettingsArgs};
-use wework_archive::store::{CorpId, Store};
-use wework_archive_sim::{FaultKind, FaultSpec, RecordFault, SimConfig, Simulator};
+use wework_archive_sim::{FaultKind, FaultSpec, RecordFault, SimConfig};
 
-use crate::common::{TestDb, assert_table_equals_corpus, binary, sdk_lib, stored_messages};
-
-const LEASE_SECS: f64 = 3.0;
-const PREFIX: &str = "wwt";
-
-// ---------------------------------------------------------------- harness
-
-/// A Redis server of this test's own (shared with the Galera tests).
-pub(crate) use crate::common::servers::PrivateRedis;
-
-/// One `wework-archive run` process; killed when dropped.
-pub(crate) struct Instance {
-    pub(crate) name: String,
-    pub(crate) child: Option<tokio::process::Child>,
-    pub(crate) log: PathBuf,
-    pub(crate) http: Option<String>,
-}
-
-impl Instance {
-    /// Its HTTP address, from its log.
-    pub(crate) async fn http(&mut self) -> String {
-        if let Some(a) = &self.http {
-            return a.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(rest) = text.split("http listening on ").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                self.http = Some(addr.clone());
-                return addr;
-            }
-            assert!(Instant::now() < deadline, "{} did not start its HTTP endpoint:\n{text}", self.name);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub(crate) async fn metrics(&mut self) -> Metrics {
-        metrics_at(&self.http().await).await
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().and_then(|c| c.id()).expect("running") as i32
-    }
-
-    /// SIGKILL: no chance to give leases back.
-    pub(crate) async fn kill9(&mut self) {
-        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait().await;
-        }
-    }
-
-    /// SIGTERM and wait: the graceful stop must exit 0.
-    pub(crate) async fn terminate(&mut self) {
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let mut c = self.child.take().unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(40), c.wait()).await;
-        let log = self.log_text();
-        match status {
-            Ok(Ok(s)) => assert!(s.success(), "{} exited with {s:?}:\n{log}", self.name),
-            _ => panic!("{} did not stop within 40 s of SIGTERM:\n{log}", self.name),
-        }
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.start_kill();
-        }
-    }
-}
-
-/// Everything one test needs: its own database, Redis, temp dir and simulator.
-struct Harness {
-    dir: tempfile::TempDir,
-    db: TestDb,
-    store: Store,
-    redis: PrivateRedis,
-    sim: Simulator,
-}
-
-impl Harness {
-    async fn new(tag: &str, sim: SimConfig) -> Harness {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = Simulator::start(listener, sim).await.unwrap();
-        let (db, store) = TestDb::fresh(tag).await;
-        Harness { dir: tempfile::tempdir().unwrap(), db, store, redis: PrivateRedis::start(), sim }
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("DATABASE_URL", self.db.url.clone()),
-            ("REDIS_URL", self.redis.url()),
-            ("WEWORK_REDIS_PREFIX", PREFIX.into()),
-            ("WEWORK_SDK_LIB", sdk_lib().path().display().to_string()),
-            ("WEWORK_CALLS_PER_MINUTE", "60000".into()),
-            ("WEWORK_DECRYPT_THREADS", "2".into()),
-            ("WEWORK_LEASE_SECS", LEASE_SECS.to_string()),
-            ("MSGFILE_DIR", self.dir.path().join("msgfile").display().to_string()),
-            ("NO_COLOR", "1".into()),
-            ("RUST_LOG", "info".into()),
-        ]
-    }
-
-    /// The settings the CLI would resolve (for library calls in setup).
-    fn config(&self) -> Config {
-        Config::resolve(&SettingsArgs {
-            database_url: Some(self.db.url.clone()),
-            redis_url: Some(self.redis.url()),
-            redis_prefix: Some(PREFIX.into()),
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    fn spawn(&self, name: &str, poll_secs: f64) -> Instance {
-        let log = self.dir.path().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(binary())
-            .args(["run", "--idle-secs", "0.2"])
-            .envs(self.env())
-            .env("WEWORK_INSTANCE", name)
-            .env("WEWORK_POLL_SECS", poll_secs.to_string())
-            .env("HTTP_LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Instance { name: name.to_owned(), child: Some(child), log, http: None }
-    }
-
-    /// Runs a CLI command to completion (status, stdout, stderr).
-    async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
-        let out = tokio::process::Command::new(binary())
-            .args(args)
-            .envs(self.env())
-            .envs(extra_env.iter().copied())
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-    }
-
-    /// Lease values of `corps` (None = free).
-    async fn leases(&self, corps: &[String]) -> Vec<Option<String>> {
-        let mut conn = self.redis_conn().await;
-        let mut cmd = redis::cmd("MGET");
-        for c in corps {
-            cmd.arg(format!("{PREFIX}:lease:{c}"));
-        }
-        cmd.query_async(&mut conn).await.unwrap()
-    }
-
-    async fn cursor(&self, corp: &str) -> u64 {
-        self.store.cursor(&CorpId::new(corp).unwrap()).await.unwrap()
-    }
-
-    async fn sql<T: FromRow + Send + 'static>(&self, q: &str) -> Vec<T> {
-        self.store.conn().await.unwrap().query(q).await.unwrap()
-    }
-
-    async fn exec(&self, q: &str) {
-        self.store.conn().await.unwrap().query_drop(q).await.unwrap()
-    }
-
-    /// Waits until each corp's cursor reaches the last record the simulator serves now.
-    async fn wait_caught_up(&self, corps: &[String], within: Duration) {
-        let corpus = self.sim.corpus();
-        let deadline = Instant::now() + within;
-        for c in corps {
-            let last = corpus.corp(c).unwrap().records.last().unwrap().seq;
-            loop {
-                let cursor = self.cursor(c).await;
-                if cursor >= last {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{c}: cursor {cursor} did not reach {last} in {within:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-}
-
-/// Live traffic: appends records to some corps every 200 ms until stopped.
-pub(crate) struct Traffic {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    pub(crate) fn start(sim: &Simulator, corps: Vec<usize>, per_tick: usize) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, sim) = (stop.clone(), sim.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                for &c in &corps {
-                    sim.append_messages(c, per_tick).await.unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-        Traffic { stop, task }
-    }
-
-    pub(crate) async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-    }
-}
-
-/// Scrapes and strictly parses `/metrics`.
-async fn metrics_at(addr: &str) -> Metrics {
-    let (status, body) = http_get(addr, "/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    parse_prometheus(&body).unwrap_or_else(|e| panic!("/metrics of {addr} is not valid: {e}\n{body}"))
-}
-
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.unwrap().unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-}
-
-// ------------------------------------------------- Prometheus text, strictly
-
-/// Samples by series (`name{a="x",b="y"}`, labels sorted).
-#[derive(Debug, Default)]
-pub(crate) struct Metrics(BTreeMap<String, f64>);
-
-impl Metrics {
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.get(&series(name, labels)).copied()
-    }
-
-    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or_else(|| panic!("no sample {}", series(name, labels)))
-    }
-
-    /// Samples of `name` whose labels include `label`, by that label's value.
-    pub(crate) fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
-        let prefix = format!("{name}{{");
-        let mut out = BTreeMap::new();
-        for (k, v) in &self.0 {
-            if let Some(rest) = k.strip_prefix(&prefix)
-                && let Some(i) = rest.find(&format!("{label}=\""))
-            {
-                let val: String = rest[i + label.len() + 2..].chars().take_while(|c| *c != '"').collect();
-                out.insert(val, *v);
-            }
-        }
-        out
-    }
-}
-
-impl Metrics {
-    /// Samples of `name` with `label` = `value`, keyed by the whole series.
-    fn by_label_where(&self, name: &str, label: &str, value: &str) -> BTreeMap<String, f64> {
-        let (prefix, needle) = (format!("{name}{{"), format!("{label}=\"{value}\""));
-        self.0
-            .iter()
-            .filter(|(k, _)| k.starts_with(&prefix) && k.contains(&needle))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
-    }
-}
-
-fn series(name: &str, labels: &[(&str, &str)]) -> String {
-    let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    l.sort();
-    if l.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", l.join(",")) }
-}
-
-fn metric_name_ok(n: &str) -> bool {
-    let mut c = n.chars();
-    c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Parses the text exposition format (0.0.4) and rejects anything off:
-/// malformed lines, bad names or escapes, a TYPE after samples or twice,
-/// samples without a TYPE, counters not ending in `_total`, duplicate series.
-fn parse_prometheus(text: &str) -> Result<Metrics, String> {
-    if !text.ends_with('\n') {
-        return Err("does not end with a newline".into());
-    }
-    let mut types: HashMap<String, String> = HashMap::new();
-    let mut sampled: std::collections::HashSet<String> = Default::default();
-    let mut out = Metrics::default();
-    for (n, line) in text.lines().enumerate() {
-        let at = |m: &str| format!("line {}: {m}: {line:?}", n + 1);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            let (kw, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            if !metric_name_ok(name) {
-                return Err(at("bad metric name"));
-            }
-            match kw {
-                "HELP" => {}
-                "TYPE" => {
-                    let ty = parts.next().unwrap_or("");
-                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty) {
-                        return Err(at("unknown type"));
-                    }
-                    if sampled.contains(name) || types.insert(name.to_owned(), ty.to_owned()).is_some() {
-                        return Err(at("TYPE repeated or after samples"));
-                    }
-                }
-                _ => return Err(at("unknown comment keyword")),
-            }
-            continue;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value"))?;
-        let name = &line[..name_end];
-        if !metric_name_ok(name) {
-            return Err(at("bad metric name"));
-        }
-        let mut rest = &line[name_end..];
-        let mut labels: Vec<(String, String)> = Vec::new();
-        if let Some(r) = rest.strip_prefix('{') {
-            let mut chars = r.char_indices().peekable();
-            let mut end = None;
-            loop {
-                while chars.peek().is_some_and(|(_, c)| *c == ',') {
-                    chars.next();
-                }
-                match chars.peek() {
-                    Some((i, '}')) => {
-                        end = Some(*i);
-                        break;
-                    }
-                    None => break,
-                    _ => {}
-                }
-                let mut key = String::new();
-                for (_, c) in chars.by_ref() {
-                    if c == '=' {
-                        break;
-                    }
-                    key.push(c);
-                }
-                if !metric_name_ok(&key) || key.contains(':') {
-                    return Err(at("bad label name"));
-                }
-                if chars.next().map(|(_, c)| c) != Some('"') {
-                    return Err(at("label value not quoted"));
-                }
-                let mut val = String::new();
-                let mut closed = false;
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '\\' => match chars.next().map(|(_, c)| c) {
-                            Some('\\') => val.push('\\'),
-                            Some('"') => val.push('"'),
-                            Some('n') => val.push('\n'),
-                            _ => return Err(at("bad escape")),
-                        },
-                        '"' => {
-                            closed = true;
-                            break;
-                        }
-                        '\n' => return Err(at("raw newline")),
-                        c => val.push(c),
-                    }
-                }
-                if !closed {
-                    return Err(at("unterminated label value"));
-                }
-                labels.push((key, val));
-                match chars.peek() {
-                    Some((_, ',')) | Some((_, '}')) => {}
-                    _ => return Err(at("expected , or }")),
-                }
-            }
-            let end = end.ok_or_else(|| at("unterminated labels"))?;
-            rest = &r[end + 1..];
-        }
-        let mut fields = rest.split_whitespace();
-        let value = fields.next().ok_or_else(|| at("no value"))?;
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            v => v.parse().map_err(|_| at("bad value"))?,
-        };
-        if let Some(ts) = fields.next()
-            && ts.parse::<i64>().is_err()
-        {
-            return Err(at("bad timestamp"));
-        }
-        if fields.next().is_some() {
-            return Err(at("trailing fields"));
-        }
-        let family = [
-            name,
-            name.trim_end_matches("_sum"),
-            name.trim_end_matches("_count"),
-            name.trim_end_matches("_bucket"),
-        ]
-        .into_iter()
-        .find(|f| types.contains_key(*f))
-        .ok_or_else(|| at("sample without a TYPE"))?;
-        let ty = &types[family];
-        if family != name && !["summary", "histogram"].contains(&ty.as_str()) {
-            return Err(at("suffixed sample of a plain family"));
-        }
-        if ty == "counter" && !name.ends_with("_total") {
-            return Err(at("counter not named *_total"));
-        }
-        sampled.insert(family.to_owned());
-        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        if out.0.insert(series(name, &refs), value).is_some() {
-            return Err(at("duplicate series"));
-        }
-    }
-    Ok(out)
-}
-
-#[test]
-fn the_prometheus_checker_rejects_what_it_should() {
-    let ok = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"2\",y=\"\\\\\"} 3\n\
-              # TYPE s summary\ns_sum 1.5\ns_count 2\n";
-    let m = parse_prometheus(ok).unwrap();
-    assert_eq!(m.value("a_total", &[("x", "1\"2"), ("y", "\\")]), 3.0);
-    assert_eq!(m.value("s_count", &[]), 2.0);
-    for bad in [
-        "a 1\n",                                 // no TYPE
-        "# TYPE a gauge\na 1\n# TYPE a gauge\n", // TYPE twice / after samples
-        "# TYPE a gauge\na{x=1} 1\n",            // unquoted
-        "# TYPE a gauge\na{x=\"\\t\"} 1\n",      // bad escape
-        "# TYPE a gauge\na one\n",               // bad value
-        "# TYPE a gauge\na 1\na 2\n",            // duplicate
-        "# TYPE c counter\nc 1\n",               // counter without _total
-        "# TYPE a gauge\na 1",                   // no final newline
-        "# TYPE a gauge\na_sum 1\n",             // suffix on a gauge
-    ] {
-        assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
-    }
-}
-
-// ------------------------------------------------------------------ tests
-
-/// Poll until `f` holds, or fail with `what` after `within`; returns how long it took.
-pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    t0.elapsed()
-}
+use crate::common::harness::{
+    Harness, Instance, LEASE_SECS, PREFIX, Traffic, eventually, http_get, metrics_at,
+};
+use crate::common::{assert_table_equals_corpus, stored_messages};
 
 async fn no_key_count(h: &Harness, corp: &str) -> u64 {
     h.sql::<u64>(&format!("SELECT COUNT(*) FROM message_{corp} WHERE decrypt_status = 'no_key'")).await[0]
@@ -1081,4 +574,63 @@ async fn corp_seal_seals_plaintext_rows_in_place() {
     let (code, out, err) = h.cli(&["pull", "--corp", &c.corpid, "--until-caught-up"], &key).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_table_equals_corpus(&h.store, &h.sim.corpus().corps[0]).await;
+}
+
+/// Every writer claims a corp by one rule (`Store::claim_fence`): a token is
+/// ours when the database holds exactly it with our name on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fencing_rule_for_every_writer() {
+    use wework_archive::store::{CorpId, StoreError};
+    let (_db, store) = crate::common::TestDb::fresh("ctl_fence").await;
+    let corp = CorpId::new("wwfence1").unwrap();
+    let lost = |r: Result<u64, StoreError>| match r {
+        Err(StoreError::FenceLost { mine, current, .. }) => (mine, current),
+        other => panic!("expected FenceLost, got {other:?}"),
+    };
+    assert_eq!(store.claim_fence(&corp, "a", Some(5)).await.unwrap(), 5);
+    assert_eq!(store.claim_fence(&corp, "a", Some(5)).await.unwrap(), 5, "claiming again what is ours");
+    assert_eq!(lost(store.claim_fence(&corp, "b", Some(5)).await), (5, 5), "same token, other owner");
+    assert_eq!(lost(store.claim_fence(&corp, "a", Some(4)).await), (4, 5), "an older token");
+    assert_eq!(store.claim_fence(&corp, "b", Some(7)).await.unwrap(), 7, "a newer token wins");
+    assert_eq!(lost(store.claim_fence(&corp, "a", Some(7)).await), (7, 7));
+    // Without a lease service the database issues the next token itself.
+    assert_eq!(store.claim_fence(&corp, "c", None).await.unwrap(), 8);
+    assert_eq!(store.fence(&corp).await.unwrap(), 8);
+    let activity = store.activity(&corp).await.unwrap().unwrap();
+    assert_eq!(activity.owner, "c");
+    assert!(activity.idle_secs >= 0.0 && activity.idle_secs < 60.0, "{activity:?}");
+    assert_eq!(store.fences().await.unwrap().get("wwfence1"), Some(&8));
+}
+
+/// `--pull-limit` caps every corp's records per GetChatData call, under
+/// `corplist.limits` (1000 here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_limit_caps_each_call() {
+    use tokio_util::sync::CancellationToken;
+    use wework_archive::wecom::ingest::{CorpSpec, RunOptions, pull_corp};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = wework_archive_sim::Simulator::start(
+        listener,
+        SimConfig { seed: 47, corps: 1, messages: 95, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let (db, store) = crate::common::TestDb::fresh("ctl_pull_limit").await;
+    let media = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(&db.url, media.path());
+    config.pull_limit = 30;
+    let corps =
+        wework_archive::cli::corp::import_sim_manifest(&store, &config, &sim.manifest()).await.unwrap();
+    let ctx = crate::common::ingest_context(store, config);
+    let row = ctx.store.corp(&corps[0]).await.unwrap().unwrap();
+    assert_eq!(row.limits, 1000);
+    let spec = CorpSpec::load(&ctx.store, &row, &ctx.config.secrets).await.unwrap();
+    let report =
+        pull_corp(&ctx, spec, RunOptions::until_caught_up(), CancellationToken::new()).await.unwrap();
+    let corpus = sim.corpus();
+    let records = corpus.corps[0].records.len() as u64;
+    assert!(report.fetched >= records, "{report:?}");
+    assert_table_equals_corpus(&ctx.store, &corpus.corps[0]).await;
+    let calls = ctx.stats.pull_latency.lock().unwrap()[corps[0].as_str()].0;
+    assert!(calls >= records.div_ceil(30), "{records} records in {calls} calls of at most 30");
 }

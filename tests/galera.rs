@@ -23,8 +23,8 @@ use wework_archive::config::{Config, SettingsArgs};
 use wework_archive::store::{CorpId, Store};
 use wework_archive_sim::{SimConfig, Simulator};
 
+use crate::common::harness::{Instance, PrivateRedis, Traffic, eventually};
 use crate::common::{assert_table_equals_corpus, binary, sdk_lib};
-use crate::control::{Instance, PrivateRedis, Traffic, eventually};
 
 const LEASE_SECS: f64 = 3.0;
 const PREFIX: &str = "wwg";

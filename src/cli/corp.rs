@@ -109,11 +109,8 @@ pub(crate) async fn notify(store: &Store, config: &Config, event: ChangeEvent) {
         Ok(()) => tracing::debug!(corp = %event.corpid, "change event pushed"),
         Err(e) => {
             tracing::warn!(corp = %event.corpid, "could not push the change event to Redis ({e}); setting corplist.update = 1 for the poll instead");
-            if let Ok(mut conn) = store.conn().await {
-                use mysql_async::prelude::*;
-                let _ = conn
-                    .exec_drop("UPDATE corplist SET `update` = 1 WHERE corpid = ?", (&event.corpid,))
-                    .await;
+            if let Err(e) = store.flag_for_update(&event.corpid).await {
+                tracing::warn!(corp = %event.corpid, "setting corplist.update failed too ({e}): the services' poll still sees the change by its digest");
             }
         }
     }

@@ -17,9 +17,9 @@ use axum::http::{StatusCode, header};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
-use crate::wecom::ingest::Backoff;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

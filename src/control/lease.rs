@@ -15,18 +15,17 @@
 //! ours), and heartbeating (with Redis's own clock, so instances on machines
 //! with skewed clocks agree on who is alive).
 //!
-//! The token is then written to `corp_state.fence` ([`claim_db_fence`]) before
-//! the worker starts, and every batch commit checks it under `SELECT … FOR
+//! The token is then written to `corp_state.fence` (`Store::claim_fence`, the
+//! one fencing rule: token and owner) before the worker starts, and every batch commit checks it under `SELECT … FOR
 //! UPDATE` (`Store::commit_batch`). A stalled old owner whose lease expired can
 //! therefore neither insert nor move the cursor once the new owner claimed.
 
 use std::sync::LazyLock;
 
-use mysql_async::prelude::*;
 use redis::Script;
 use redis::aio::MultiplexedConnection;
 
-use crate::store::{CorpId, Store, StoreError};
+use crate::store::CorpId;
 
 /// Redis key names under one prefix.
 #[derive(Debug, Clone)]
@@ -303,7 +302,7 @@ pub struct Member {
     pub name: String,
     /// Corps it holds.
     pub load: u64,
-    /// The database it archives into (see [`database_identity`]).
+    /// The database it archives into (`Store::database_identity`).
     pub database: String,
 }
 
@@ -332,33 +331,6 @@ pub async fn heartbeat(
             Member { name: p[0].clone(), load: load.parse().unwrap_or(0), database: database.to_owned() }
         })
         .collect())
-}
-
-/// Which database an instance archives into, as the server itself names it
-/// (`host:port/schema`), so instances that reach one database through
-/// different addresses agree. Instances of another deployment that share the
-/// Redis prefix are not counted as peers (they would shrink everyone's share
-/// and leave corps unowned).
-///
-/// On a Galera cluster every node is the same database: the identity is the
-/// cluster's state UUID (`galera:<uuid>/schema`), shared by all its nodes, so
-/// instances writing through different nodes (or moving between them) are
-/// peers.
-pub async fn database_identity(store: &Store) -> Result<String, StoreError> {
-    let mut conn = store.conn().await?;
-    let cluster: Option<(String, String)> =
-        conn.query_first("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'").await?;
-    let id: Option<String> = match cluster {
-        Some((_, uuid)) if !uuid.is_empty() && !uuid.starts_with("00000000-") => {
-            let uuid: String = uuid.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
-            let db: Option<String> = conn.query_first("SELECT COALESCE(DATABASE(), '')").await?;
-            Some(format!("galera:{uuid}/{}", db.unwrap_or_default()))
-        }
-        _ => {
-            conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))").await?
-        }
-    };
-    Ok(id.unwrap_or_default().replace(' ', "_"))
 }
 
 /// Leaves the membership (clean shutdown), so the others rebalance at once.
@@ -394,54 +366,6 @@ pub async fn owners(
         cmd.arg(keys.lease(c.as_str()));
     }
     cmd.query_async(&mut conn).await
-}
-
-/// The corp's fence in the database (0 when it has no state yet).
-pub async fn db_fence(store: &Store, corpid: &CorpId) -> Result<u64, StoreError> {
-    let mut conn = store.conn().await?;
-    Ok(conn
-        .exec_first("SELECT fence FROM corp_state WHERE corpid = ?", (corpid.as_str(),))
-        .await?
-        .unwrap_or(0))
-}
-
-/// Who last claimed `corpid` in the database, and how many seconds ago its
-/// state row last changed (a claim, a pull, an error: every worker touches
-/// it at least every idle period). None: no state row yet.
-pub async fn db_activity(store: &Store, corpid: &CorpId) -> Result<Option<(String, f64)>, StoreError> {
-    let mut conn = store.conn().await?;
-    Ok(conn
-        .exec_first(
-            "SELECT owner, TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(3)) / 1e6 FROM corp_state WHERE corpid = ?",
-            (corpid.as_str(),),
-        )
-        .await?)
-}
-
-/// Writes a freshly issued token to `corp_state.fence` before the worker starts.
-///
-/// Stricter than `Store::claim_fence`: an equal token counts as ours only if
-/// we are its recorded owner, so even two holders of the same token (possible
-/// only if Redis lost its counter between issuing it and this write) cannot
-/// both commit. `Err(current)` when the database is ahead of (or equal to,
-/// for another owner) the token.
-pub async fn claim_db_fence(
-    store: &Store,
-    corpid: &CorpId,
-    instance: &str,
-    token: u64,
-) -> Result<Result<(), u64>, StoreError> {
-    store.ensure_state(corpid).await?;
-    let mut conn = store.conn().await?;
-    conn.exec_drop(
-        "UPDATE corp_state SET fence = ?, owner = ? WHERE corpid = ? AND fence < ?",
-        (token, instance, corpid.as_str(), token),
-    )
-    .await?;
-    let row: Option<(u64, String)> =
-        conn.exec_first("SELECT fence, owner FROM corp_state WHERE corpid = ?", (corpid.as_str(),)).await?;
-    let (fence, owner) = row.unwrap_or_default();
-    Ok(if fence == token && owner == instance { Ok(()) } else { Err(fence) })
 }
 
 /// Rendezvous (highest random weight) score of `instance` for `corpid`: each

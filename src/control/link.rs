@@ -7,13 +7,15 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
+// tokio's clock, so tests can pause it and step through the backoff.
+use tokio::time::Instant;
 
 use super::stats::ControlStats;
-use crate::wecom::ingest::Backoff;
+use crate::backoff::Backoff;
 
 /// Why a Redis operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -205,5 +207,49 @@ impl RedisLink {
     /// Whether the shared flag says Redis answered last time (any link).
     pub fn seems_up(&self) -> bool {
         self.stats.redis_connected.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(stats: &ControlStats) -> u64 {
+        stats.redis_errors.load(Ordering::Relaxed)
+    }
+
+    async fn wait_left(link: &RedisLink) -> Duration {
+        link.state.lock().await.next_attempt.saturating_duration_since(Instant::now())
+    }
+
+    /// Nothing listens on port 1: every attempt fails. With the clock
+    /// paused, the test steps through the backoff: no attempt happens
+    /// before a wait has passed, one does right after, and the waits grow
+    /// (equal jitter: within [step/2, step]) up to the cap.
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_wait_out_the_backoff() {
+        let stats = Arc::new(ControlStats::default());
+        let cap = Duration::from_secs(2);
+        let link =
+            RedisLink::new("redis://127.0.0.1:1/", "test", Duration::from_millis(500), cap, stats.clone())
+                .unwrap();
+        let ping = || link.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await });
+        assert!(matches!(ping().await, Err(LinkError::Down(_))));
+        assert_eq!(errors(&stats), 1);
+        assert!(link.down_for().await.is_some());
+        let mut step = Duration::from_millis(200);
+        for n in 1..10 {
+            let wait = wait_left(&link).await;
+            assert!(wait >= step / 2 && wait <= step, "wait {n}: {wait:?} for a step of {step:?}");
+            tokio::time::advance(wait - Duration::from_millis(1)).await;
+            assert!(matches!(ping().await, Err(LinkError::Down(_))));
+            assert_eq!(errors(&stats), n, "no attempt inside the backoff");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(ping().await.is_err());
+            assert_eq!(errors(&stats), n + 1, "one attempt once the wait is over");
+            step = (step * 2).min(cap);
+        }
+        assert!(!link.is_up().await);
+        assert!(!stats.redis_connected.load(Ordering::Relaxed));
     }
 }

@@ -40,7 +40,8 @@
 //! (every `lease_ttl / 10`). Instances heartbeat into a sorted set; each aims
 //! for `ceil(corps / instances)` corps, prefers the corps whose rendezvous
 //! hash makes it their "home", gives back extras, and the most loaded one gives
-//! one back when it holds two more than the least loaded one.
+//! one back when it holds two more than the least loaded one ([`balance`]
+//! decides, the coordinator carries it out).
 //!
 //! # Redis down
 //!
@@ -69,6 +70,7 @@
 //! archiving, and instances that run through the outage are not fenced out.
 //! When Redis is back those leases are reclaimed with the same token.
 
+pub mod balance;
 pub mod coordinator;
 pub mod dbhealth;
 pub mod events;

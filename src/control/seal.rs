@@ -13,9 +13,8 @@
 //! is finished by running it again. A value that opens with neither key is
 //! reported, never overwritten.
 
-use mysql_async::prelude::*;
-
 use crate::secrets::{Binding, SecretBox, is_sealed, is_sealed_current};
+use crate::store::corps::SecretColumn;
 use crate::store::{Store, StoreError};
 
 /// What a seal pass did.
@@ -44,12 +43,6 @@ pub enum SealError {
     Store(#[from] StoreError),
 }
 
-impl From<mysql_async::Error> for SealError {
-    fn from(e: mysql_async::Error) -> Self {
-        SealError::Store(StoreError::Db(e))
-    }
-}
-
 /// One stored secret: where it is and what it holds.
 struct Stored {
     place: String,
@@ -60,41 +53,35 @@ struct Stored {
 
 /// How to write a value back (compare-and-set on the value read).
 enum Update {
-    Corplist { id: u32, column: &'static str },
+    Corplist { id: u32, column: SecretColumn },
     Key { corpid: String, version: u32 },
 }
 
 /// Every secret-bearing value in the database (empty ones left out).
 async fn stored_values(store: &Store) -> Result<Vec<Stored>, SealError> {
-    let mut conn = store.conn().await?;
     let mut out = Vec::new();
-    let corps: Vec<(u32, String, String, String, String, Option<String>)> =
-        conn.query("SELECT id, corpid, secret, passwd, proxy, prikey FROM corplist ORDER BY id").await?;
-    for (id, corpid, secret, passwd, proxy, prikey) in corps {
-        for (column, value) in
-            [("secret", Some(secret)), ("passwd", Some(passwd)), ("proxy", Some(proxy)), ("prikey", prikey)]
-        {
-            let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+    for row in store.corp_secrets().await? {
+        for (column, value) in row.values {
+            if value.is_empty() {
+                continue;
+            }
             out.push(Stored {
-                place: format!("corplist.{column} of {corpid}"),
-                binding: Binding::corplist(column, &corpid),
+                place: format!("corplist.{} of {}", column.name(), row.corpid),
+                binding: Binding::corplist(column.name(), &row.corpid),
                 value,
-                update: Update::Corplist { id, column },
+                update: Update::Corplist { id: row.id, column },
             });
         }
     }
-    let keys: Vec<(String, u32, String)> = conn
-        .query("SELECT corpid, publickey_ver, private_key FROM corp_keys ORDER BY corpid, publickey_ver")
-        .await?;
-    for (corpid, version, pem) in keys {
-        if pem.is_empty() {
+    for key in store.all_keys().await? {
+        if key.pem.is_empty() {
             continue;
         }
         out.push(Stored {
-            place: format!("corp_keys version {version} of {corpid}"),
-            binding: Binding::corp_key(&corpid, version),
-            value: pem,
-            update: Update::Key { corpid, version },
+            place: format!("corp_keys version {} of {}", key.version, key.corpid),
+            binding: Binding::corp_key(&key.corpid, key.version),
+            value: key.pem,
+            update: Update::Key { corpid: key.corpid, version: key.version },
         });
     }
     Ok(out)
@@ -125,7 +112,6 @@ async fn reseal(
     }
     let mut report = SealReport::default();
     let values = stored_values(store).await?;
-    let mut conn = store.conn().await?;
     for s in values {
         let plain = if !is_sealed(&s.value) {
             s.value.clone()
@@ -146,23 +132,13 @@ async fn reseal(
             }
         };
         let sealed = secrets.seal(&plain, &s.binding);
-        match &s.update {
+        let replaced = match &s.update {
             Update::Corplist { id, column } => {
-                conn.exec_drop(
-                    format!("UPDATE corplist SET `{column}` = ? WHERE id = ? AND `{column}` = ?"),
-                    (&sealed, id, &s.value),
-                )
-                .await?
+                store.replace_corp_secret(*id, *column, &s.value, &sealed).await?
             }
-            Update::Key { corpid, version } => {
-                conn.exec_drop(
-                    "UPDATE corp_keys SET private_key = ? WHERE corpid = ? AND publickey_ver = ? AND private_key = ?",
-                    (&sealed, corpid, version, &s.value),
-                )
-                .await?
-            }
-        }
-        if conn.affected_rows() == 1 {
+            Update::Key { corpid, version } => store.replace_key(corpid, *version, &s.value, &sealed).await?,
+        };
+        if replaced {
             report.sealed += 1;
         } else {
             report.skipped += 1;

@@ -1,4 +1,4 @@
-//! The `corplist` table and private keys per key version.
+//! The `corplist` table (its keys per version are in [`super::corp_keys`]).
 
 use mysql_async::Row;
 use mysql_async::prelude::*;
@@ -151,39 +151,93 @@ impl Store {
         Ok(exists.is_some())
     }
 
-    /// Rows whose `update` flag an admin set by hand.
-    pub async fn corps_flagged_for_update(&self) -> Result<Vec<String>, StoreError> {
+    /// Sets the `update` flag (what the CLI does when the change queue is
+    /// unreachable; the running services' poll notices it).
+    pub async fn flag_for_update(&self, corpid: &str) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        Ok(conn.query("SELECT corpid FROM corplist WHERE `update` = 1").await?)
-    }
-
-    /// Resets the `update` flag after a reload.
-    pub async fn clear_update_flag(&self, corpid: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        conn.exec_drop("UPDATE corplist SET `update` = 0 WHERE corpid = ?", (corpid,)).await?;
+        conn.exec_drop("UPDATE corplist SET `update` = 1 WHERE corpid = ?", (corpid,)).await?;
         Ok(())
     }
 
-    /// Stores (or replaces) the private key for one key version.
-    pub async fn set_key(&self, corpid: &CorpId, version: u32, pem: &str) -> Result<(), StoreError> {
+    /// Resets row `id`'s `update` flag after its reload was started.
+    pub async fn reset_update_flag(&self, id: u32) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
+        conn.exec_drop("UPDATE corplist SET `update` = 0 WHERE id = ? AND `update` <> 0", (id,)).await?;
+        Ok(())
+    }
+
+    /// The secret-bearing columns of every row, as stored (for `corp seal`).
+    pub async fn corp_secrets(&self) -> Result<Vec<CorpSecrets>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(u32, String, String, String, String, Option<String>)> =
+            conn.query("SELECT id, corpid, secret, passwd, proxy, prikey FROM corplist ORDER BY id").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, corpid, secret, passwd, proxy, prikey)| CorpSecrets {
+                id,
+                corpid,
+                values: vec![
+                    (SecretColumn::Secret, secret),
+                    (SecretColumn::Passwd, passwd),
+                    (SecretColumn::Proxy, proxy),
+                    (SecretColumn::Prikey, prikey.unwrap_or_default()),
+                ],
+            })
+            .collect())
+    }
+
+    /// Replaces row `id`'s `column` with `new` if it still holds `old`
+    /// (compare-and-set); false when the row changed meanwhile.
+    pub async fn replace_corp_secret(
+        &self,
+        id: u32,
+        column: SecretColumn,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let name = column.name();
         conn.exec_drop(
-            "INSERT INTO corp_keys (corpid, publickey_ver, private_key) VALUES (?, ?, ?)
-             ON DUPLICATE KEY UPDATE private_key = VALUES(private_key)",
-            (corpid.as_str(), version, pem),
+            format!("UPDATE corplist SET `{name}` = ? WHERE id = ? AND `{name}` = ?"),
+            (new, id, old),
         )
         .await?;
-        Ok(())
+        Ok(conn.affected_rows() == 1)
     }
+}
 
-    /// All key versions of a corp, as stored (PEM text).
-    pub async fn keys(&self, corpid: &CorpId) -> Result<Vec<(u32, String)>, StoreError> {
-        let mut conn = self.conn().await?;
-        Ok(conn
-            .exec(
-                "SELECT publickey_ver, private_key FROM corp_keys WHERE corpid = ? ORDER BY publickey_ver",
-                (corpid.as_str(),),
-            )
-            .await?)
+/// A `corplist` column that holds a secret (sealed under the master key when
+/// one is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretColumn {
+    /// The archive secret.
+    Secret,
+    /// Proxy credentials.
+    Passwd,
+    /// Proxy URL (it may carry credentials).
+    Proxy,
+    /// The fallback private key.
+    Prikey,
+}
+
+impl SecretColumn {
+    /// The column name (also the place a sealed value is bound to).
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretColumn::Secret => "secret",
+            SecretColumn::Passwd => "passwd",
+            SecretColumn::Proxy => "proxy",
+            SecretColumn::Prikey => "prikey",
+        }
     }
+}
+
+/// One row's secret-bearing values as stored (empty: none).
+pub struct CorpSecrets {
+    /// Row id.
+    pub id: u32,
+    /// The corp id as stored.
+    pub corpid: String,
+    /// Each column with its value.
+    pub values: Vec<(SecretColumn, String)>,
 }

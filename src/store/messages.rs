@@ -15,7 +15,8 @@ use mysql_async::{Row, TxOpts, Value};
 use super::{CorpId, Store, StoreError};
 
 /// Why a record is stored without (complete) plaintext. Stored as text in
-/// `decrypt_status`; everything but `Ok` and `Unparsed` is retried by `redecrypt`.
+/// `decrypt_status`; `redecrypt` retries every status but `Ok`, `Unparsed` and
+/// `Incomplete` (see [`DecryptStatus::retryable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecryptStatus {
     /// Decrypted and parsed.
@@ -36,7 +37,8 @@ pub enum DecryptStatus {
     /// describes a cut that would abort the SDK: refused, never sent to it.
     BadKeyInfo,
     /// The envelope item is missing fields (no seq or msgid is impossible: those
-    /// are never stored; this covers missing ciphertext fields).
+    /// are never stored; this covers missing ciphertext fields). Never retried:
+    /// the ciphertext is not there, and no key can recover it.
     Incomplete,
 }
 
@@ -668,6 +670,19 @@ impl Store {
             )
             .await?;
         Ok(Some(chunks.concat()))
+    }
+
+    /// The key versions of the corp's records stored as `no_key` (what a key
+    /// added later may decrypt: the control plane starts `redecrypt` then).
+    pub async fn no_key_versions(&self, corpid: &CorpId) -> Result<Vec<u32>, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let mut conn = self.conn().await?;
+        Ok(conn
+            .query(format!(
+                "SELECT DISTINCT publickey_ver FROM {} WHERE decrypt_status = 'no_key'",
+                corpid.message_table()
+            ))
+            .await?)
     }
 }
 

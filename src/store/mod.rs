@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod accounts;
 pub mod browse;
 pub mod chain;
+pub mod corp_keys;
 pub mod corps;
 pub mod endpoints;
 pub mod feishu_apps;
@@ -151,6 +152,33 @@ impl Store {
             return Ok(None);
         }
         Ok(get("wsrep_max_ws_size").and_then(|v| v.parse().ok()))
+    }
+
+    /// Which database this is, as the server itself names it
+    /// (`host:port/schema`), so instances that reach one database through
+    /// different addresses agree on it (the control plane counts as peers
+    /// only instances of the same database).
+    ///
+    /// On a Galera cluster every node is the same database: the identity is
+    /// the cluster's state UUID (`galera:<uuid>/schema`), shared by all its
+    /// nodes, so instances writing through different nodes (or moving between
+    /// them) are peers.
+    pub async fn database_identity(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn().await?;
+        let cluster: Option<(String, String)> =
+            conn.query_first("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'").await?;
+        let id: Option<String> = match cluster {
+            Some((_, uuid)) if !uuid.is_empty() && !uuid.starts_with("00000000-") => {
+                let uuid: String = uuid.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+                let db: Option<String> = conn.query_first("SELECT COALESCE(DATABASE(), '')").await?;
+                Some(format!("galera:{uuid}/{}", db.unwrap_or_default()))
+            }
+            _ => {
+                conn.query_first("SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))")
+                    .await?
+            }
+        };
+        Ok(id.unwrap_or_default().replace(' ', "_"))
     }
 
     /// A connection from the pool.

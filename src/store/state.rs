@@ -1,9 +1,27 @@
 //! `corp_state`: the committed cursor, the fencing token and health per corp.
 
+use std::collections::HashMap;
+
 use mysql_async::Row;
 use mysql_async::prelude::*;
 
 use super::{CorpId, Store, StoreError};
+
+/// The fencing rule on what the database holds: `token` is ours when the
+/// stored fence equals it and we are its recorded owner (see
+/// [`Store::claim_fence`]).
+pub fn fence_is_ours(token: u64, owner: &str, stored: u64, stored_owner: &str) -> bool {
+    stored == token && stored_owner == owner
+}
+
+/// Signs of life of a corp's writer, from its state row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    /// Who last claimed the corp.
+    pub owner: String,
+    /// Seconds since the row last changed.
+    pub idle_secs: f64,
+}
 
 /// A corp's pull state as `status` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,10 +58,20 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the next fencing token for `corpid` and records `owner`. From now
-    /// on only commits carrying this token succeed. With a lease service
-    /// (Redis) the token comes from there and is passed as `token`; it must be
-    /// larger than the stored one.
+    /// Claims `corpid` for `owner`: the one fencing rule, for every writer.
+    ///
+    /// With `token` (issued by the lease service, Redis), the claim succeeds
+    /// when the stored fence is below it, or already equals it *and* `owner`
+    /// is its recorded owner (claiming again what is ours changes nothing).
+    /// An equal token recorded for someone else is refused: even two holders
+    /// of one token (possible only if Redis lost its counter between issuing
+    /// it and this write) cannot both commit. Without a token the database
+    /// issues the next one itself (one-shot `ingest`, no lease service).
+    ///
+    /// From then on only commits carrying the token succeed
+    /// (`Store::commit_batch` checks it under `SELECT … FOR UPDATE`). A
+    /// refused claim is [`StoreError::FenceLost`] with the stored token, so a
+    /// lease service whose counter fell behind can raise it.
     pub async fn claim_fence(
         &self,
         corpid: &CorpId,
@@ -59,11 +87,11 @@ impl Store {
                     (t, owner, corpid.as_str(), t),
                 )
                 .await?;
-                let current: u64 = conn
-                    .exec_first("SELECT fence FROM corp_state WHERE corpid = ?", (corpid.as_str(),))
-                    .await?
-                    .unwrap_or(0);
-                if current != t {
+                let row: Option<(u64, String)> = conn
+                    .exec_first("SELECT fence, owner FROM corp_state WHERE corpid = ?", (corpid.as_str(),))
+                    .await?;
+                let (current, holder) = row.unwrap_or_default();
+                if !fence_is_ours(t, owner, current, &holder) {
                     return Err(StoreError::FenceLost { corpid: corpid.to_string(), mine: t, current });
                 }
                 Ok(t)
@@ -83,6 +111,36 @@ impl Store {
                 Ok(t)
             }
         }
+    }
+
+    /// The corp's current fencing token (0 when it has no state yet).
+    pub async fn fence(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        Ok(conn
+            .exec_first("SELECT fence FROM corp_state WHERE corpid = ?", (corpid.as_str(),))
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Every corp's current fencing token, by corp id as stored.
+    pub async fn fences(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, u64)> = conn.query("SELECT corpid, fence FROM corp_state").await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Who last claimed `corpid`, and how many seconds ago its state row last
+    /// changed (a claim, a pull, an error: every worker touches it at least
+    /// every idle period). None: no state row yet.
+    pub async fn activity(&self, corpid: &CorpId) -> Result<Option<Activity>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(String, f64)> = conn
+            .exec_first(
+                "SELECT owner, TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(3)) / 1e6 FROM corp_state WHERE corpid = ?",
+                (corpid.as_str(),),
+            )
+            .await?;
+        Ok(row.map(|(owner, idle_secs)| Activity { owner, idle_secs }))
     }
 
     /// The committed cursor: the largest seq already stored.
@@ -188,5 +246,29 @@ impl Store {
             )
             .await?
             .flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fence_is_ours;
+
+    #[test]
+    fn a_token_is_ours_only_with_our_name_on_it() {
+        // (token, owner, stored fence, stored owner) → ours?
+        let cases = [
+            (5, "a", 5, "a", true),
+            (5, "a", 5, "b", false), // same token, someone else's: refused
+            (5, "a", 6, "a", false), // a newer token was issued
+            (5, "a", 4, "a", false), // the write did not happen
+            (5, "a", 0, "", false),  // no state row
+        ];
+        for (token, owner, stored, holder, ours) in cases {
+            assert_eq!(
+                fence_is_ours(token, owner, stored, holder),
+                ours,
+                "{token} {owner} {stored} {holder}"
+            );
+        }
     }
 }

@@ -184,4 +184,6 @@ pub async fn assert_table_equals_corpus(store: &Store, corp: &wework_archive_sim
     assert_eq!(stored.len(), corp.records.len(), "{}: rows vs corpus records ({good} good)", corp.corpid);
     stored.len()
 }
+pub mod harness;
+pub mod prometheus;
 pub mod servers;

@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use self::frame::{CONTROL, DATA, Frame, Header};
 use super::events::PushAnswer;
 use super::{Feishu, FeishuError};
+use crate::backoff::Backoff;
 use crate::store::feishu_apps::FeishuApp;
-use crate::wecom::ingest::Backoff;
 
 /// Largest WebSocket message and largest reassembled event we accept.
 const MAX_PAYLOAD: usize = 8 << 20;

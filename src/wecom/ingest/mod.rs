@@ -12,7 +12,7 @@
 //! Records that cannot be decrypted are stored with their ciphertext and a
 //! status, and the cursor moves on; `redecrypt` finishes them later.
 
-mod backoff;
+mod pacer;
 mod pool;
 pub mod puller;
 pub mod redecrypt;
@@ -21,7 +21,7 @@ pub mod runner;
 pub mod seqs;
 mod stats;
 
-pub use backoff::{Backoff, Pacer};
+pub use pacer::Pacer;
 pub use pool::DecryptPool;
 pub use puller::{PullEvent, PullMode};
 pub use stats::IngestStats;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::secrets::{Binding, SecretBox};
 use crate::store::corps::CorpRow;
@@ -192,13 +193,24 @@ pub struct PullReport {
     pub quarantined: u64,
 }
 
+/// Where a run's fencing token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Claim the database's next token (one-shot runs, no lease service).
+    Next,
+    /// A token the control plane already claimed for this instance
+    /// (`Store::claim_fence`, before it started the worker): `run` claims
+    /// once, the worker only checks it is still current.
+    Claimed(u64),
+}
+
 /// Options of one corp run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Stop when caught up, or follow.
     pub mode: PullMode,
-    /// A fencing token from a lease service; None takes the next one from the database.
-    pub fence_token: Option<u64>,
+    /// The fencing token.
+    pub fence: Fence,
     /// First retry wait after a failed call or commit.
     pub backoff_base: Duration,
     /// Longest retry wait.
@@ -210,7 +222,7 @@ impl RunOptions {
     pub fn until_caught_up() -> RunOptions {
         RunOptions {
             mode: PullMode::UntilCaughtUp { max_failures: 12 },
-            fence_token: None,
+            fence: Fence::Next,
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(30),
         }
@@ -220,7 +232,7 @@ impl RunOptions {
     pub fn follow(idle: Duration) -> RunOptions {
         RunOptions {
             mode: PullMode::Follow { idle },
-            fence_token: None,
+            fence: Fence::Next,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
         }
@@ -241,8 +253,17 @@ pub async fn pull_corp(
     let corp = spec.corpid.clone();
     let store_err = |source| IngestError::Store { corpid: corp.to_string(), source };
     ctx.store.ensure_message_table(&corp).await.map_err(store_err)?;
-    let fence =
-        ctx.store.claim_fence(&corp, &ctx.config.instance, opts.fence_token).await.map_err(store_err)?;
+    let fence = match opts.fence {
+        Fence::Next => ctx.store.claim_fence(&corp, &ctx.config.instance, None).await.map_err(store_err)?,
+        Fence::Claimed(token) => {
+            let current = ctx.store.fence(&corp).await.map_err(store_err)?;
+            if current != token {
+                let source = StoreError::FenceLost { corpid: corp.to_string(), mine: token, current };
+                return Err(IngestError::LostOwnership { corpid: corp.to_string(), source });
+            }
+            token
+        }
+    };
     let start_seq = ctx.store.cursor(&corp).await.map_err(store_err)?;
     tracing::info!(corp = %corp, cursor = start_seq, fence, "pulling");
 
@@ -255,7 +276,8 @@ pub async fn pull_corp(
             corpid: corp.to_string(),
             secret: spec.secret.clone(),
             net: spec.net.clone(),
-            limit: spec.limit,
+            // `--pull-limit` caps every corp; `corplist.limits` lowers it per corp.
+            limit: spec.limit.min(ctx.config.pull_limit).max(1),
             start_seq,
             calls_per_minute: ctx.config.calls_per_minute,
             mode: opts.mode,

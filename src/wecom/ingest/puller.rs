@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::{Backoff, Pacer};
+use super::pacer::Pacer;
 use super::seqs::{self, SeqPlan};
+use crate::backoff::Backoff;
 use crate::wecom::envelope::{ChatItem, Reply, errcode_is_transient, parse_reply};
 use crate::wecom::sdk::{Library, NetOptions, SdkError};
 

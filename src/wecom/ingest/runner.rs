@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, CorpSpec, IngestContext, IngestError, RunOptions, pull_corp};
+use super::{CorpSpec, Fence, IngestContext, IngestError, RunOptions, pull_corp};
+use crate::backoff::Backoff;
 use crate::store::CorpId;
 use crate::wecom::media::{MediaContext, MediaStats, run_corp_media};
 
@@ -27,10 +28,6 @@ pub struct Supervisor {
     idle: Duration,
     media: MediaContext,
 }
-
-/// How to get a fencing token for a corp before its worker starts (the
-/// control plane's lease; None = the database's own counter).
-pub type FenceSource = std::sync::Arc<dyn Fn(&CorpId) -> Option<u64> + Send + Sync>;
 
 impl Supervisor {
     /// A supervisor whose workers all stop when `shutdown` is cancelled.
@@ -58,7 +55,9 @@ impl Supervisor {
         v
     }
 
-    /// Starts `corpid`'s worker (if enabled and not running), with an optional fencing token.
+    /// Starts `corpid`'s worker (if enabled and not running) with the fencing
+    /// token the caller already claimed for this instance, or None to claim
+    /// the database's next one.
     pub fn start(&mut self, corpid: CorpId, fence_token: Option<u64>) {
         if self.tasks.get(&corpid).is_some_and(|t| !t.handle.is_finished()) {
             return;
@@ -162,7 +161,7 @@ async fn corp_loop(
             // A restart after a failure keeps the lease's token: it still
             // commits while nobody newer claimed the corp, and fails with
             // LostOwnership (ending this loop) once someone did.
-            opts.fence_token = fence;
+            opts.fence = fence.map_or(Fence::Next, Fence::Claimed);
             // Media downloads run beside the puller and stop with it.
             let media_cancel = cancel.child_token();
             let downloads = tokio::spawn(run_corp_media(media.clone(), spec.clone(), media_cancel.clone()));

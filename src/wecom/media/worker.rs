@@ -16,8 +16,9 @@ use super::stats::MediaStats;
 use super::transcode::TranscodeState;
 use super::verify::{Expected, Mismatch, Verification, declared_type_matches};
 use super::{ErrorClass, MediaContext, MediaError, MediaReport, classify};
+use crate::backoff::Backoff;
 use crate::store::{CorpId, StoreError};
-use crate::wecom::ingest::{Backoff, CorpSpec};
+use crate::wecom::ingest::CorpSpec;
 use crate::wecom::media_refs::MediaKind;
 use crate::wecom::sdk::{MediaChunk, NetOptions, SdkError};
 

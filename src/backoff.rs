@@ -1,11 +1,21 @@
-//! Capped exponential backoff with full jitter, and a per-corp call pacer.
+//! Capped exponential backoff with equal jitter, shared by everything that
+//! retries: the GetChatData puller and batch commits (`wecom::ingest`), media
+//! downloads (`wecom::media`), the Redis link (`control::link`) and `wait-db`.
+//!
+//! "Equal jitter" (in the terms of the AWS Architecture Blog's "Exponential
+//! Backoff And Jitter"): each wait is half the capped step plus a uniform
+//! random part of the other half. Unlike full jitter (uniform in `[0, step]`)
+//! a wait never collapses to almost nothing, so a failing server still gets
+//! at least half a step of rest; the random half keeps many corps that failed
+//! together from retrying in lockstep.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 
-/// Exponential backoff: base·2ⁿ capped, each wait drawn uniformly from
-/// [cap/2, cap] of that step so many corps do not retry in lockstep.
+/// Exponential backoff: the n-th consecutive failure's step is
+/// `min(base·2ⁿ, cap)`, and its wait is drawn uniformly from `[step/2, step]`
+/// (equal jitter, see the module doc).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
@@ -39,31 +49,6 @@ impl Backoff {
     }
 }
 
-/// Spaces calls so a corp stays under its per-minute budget (Tencent
-/// documents GetChatData as limited to 600 calls/minute, FORMAT.md §1.4).
-#[derive(Debug, Clone)]
-pub struct Pacer {
-    interval: Duration,
-    next: Option<Instant>,
-}
-
-impl Pacer {
-    /// At most `per_minute` calls per minute.
-    pub fn per_minute(per_minute: u32) -> Pacer {
-        Pacer { interval: Duration::from_secs(60) / per_minute.max(1), next: None }
-    }
-
-    /// How long to wait before the next call may start (and books it).
-    pub fn reserve(&mut self, now: Instant) -> Duration {
-        let at = match self.next {
-            Some(next) if next > now => next,
-            _ => now,
-        };
-        self.next = Some(at + self.interval);
-        at - now
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,15 +64,5 @@ mod tests {
         assert_eq!(b.failures(), 8);
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
-    }
-
-    #[test]
-    fn pacer_spaces_calls() {
-        let mut p = Pacer::per_minute(600);
-        let t0 = Instant::now();
-        assert_eq!(p.reserve(t0), Duration::ZERO);
-        assert_eq!(p.reserve(t0), Duration::from_millis(100));
-        assert_eq!(p.reserve(t0), Duration::from_millis(200));
-        assert_eq!(p.reserve(t0 + Duration::from_secs(5)), Duration::ZERO);
     }
 }
