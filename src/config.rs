@@ -126,6 +126,9 @@ pub struct SettingsArgs {
     /// Oldest event push accepted, by its signed timestamp, in seconds [default: 300].
     #[arg(long, env = "FEISHU_EVENT_MAX_AGE_SECS", global = true)]
     pub feishu_event_max_age_secs: Option<f64>,
+    /// Meeting recordings (issue 13).
+    #[command(flatten)]
+    pub recordings: crate::feishu::recordings::settings::RecordingArgs,
 }
 
 impl std::fmt::Debug for SettingsArgs {
@@ -231,6 +234,8 @@ pub struct Config {
     pub public_url: String,
     /// Feishu settings.
     pub feishu: FeishuSettings,
+    /// Meeting recording settings.
+    pub recordings: crate::feishu::recordings::settings::RecordingSettings,
 }
 
 /// Feishu settings (see the flags of the same names).
@@ -384,6 +389,7 @@ impl Config {
             )?,
         };
         Ok(Config {
+            recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(&args.recordings)?,
             public_listen,
             public_url,
             feishu,
