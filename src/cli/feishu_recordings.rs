@@ -66,7 +66,8 @@ pub(crate) async fn run(cmd: RecordingsCommand, store: Store) -> anyhow::Result<
                     "meeting", "state", "bytes", "try", "owner", "topic"
                 );
                 for r in &rows {
-                    let detail = if r.state == RecordingState::Done { r.path.as_str() } else { r.last_error.as_str() };
+                    let detail =
+                        if r.state == RecordingState::Done { r.path.as_str() } else { r.last_error.as_str() };
                     let topic: String = r.topic.chars().filter(|c| !c.is_control()).take(36).collect();
                     println!(
                         "{:<20} {:<14} {:>12} {:>4} {:<24} {:<36} {}",

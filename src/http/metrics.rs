@@ -303,7 +303,12 @@ async fn feishu_metrics(e: &mut Exposition, f: &crate::feishu::Feishu) {
             let n = c.by_state.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
             e.sample("wework_feishu_recordings", &[("state", st.as_str())], n as f64);
         }
-        e.single("wework_feishu_recording_bytes", Kind::Gauge, "Bytes of archived meeting recordings.", c.bytes_done as f64);
+        e.single(
+            "wework_feishu_recording_bytes",
+            Kind::Gauge,
+            "Bytes of archived meeting recordings.",
+            c.bytes_done as f64,
+        );
     }
     e.single(
         "wework_feishu_recording_downloaded_bytes_total",

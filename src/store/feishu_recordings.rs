@@ -260,7 +260,12 @@ impl Store {
     ) -> Result<Vec<Recording>, StoreError> {
         let mut conn = self.conn().await?;
         let ids: Vec<u64> = conn
-            .exec(format!("SELECT id FROM feishu_recordings WHERE {CLAIMABLE} ORDER BY next_attempt_at LIMIT ?"), (n as u64 * 2,))
+            .exec(
+                format!(
+                    "SELECT id FROM feishu_recordings WHERE {CLAIMABLE} ORDER BY next_attempt_at LIMIT ?"
+                ),
+                (n as u64 * 2,),
+            )
             .await?;
         let mut out = Vec::new();
         for id in ids {
@@ -281,7 +286,10 @@ impl Store {
                 continue; // another instance was faster
             }
             if let Some(row) = conn
-                .exec_first::<Row, _, _>(format!("SELECT {COLUMNS} FROM feishu_recordings WHERE id = ?"), (id,))
+                .exec_first::<Row, _, _>(
+                    format!("SELECT {COLUMNS} FROM feishu_recordings WHERE id = ?"),
+                    (id,),
+                )
                 .await?
             {
                 out.push(from_row(row));
@@ -432,7 +440,11 @@ impl Store {
     }
 
     /// Card sessions already sent for an owner's jobs (newest first).
-    pub async fn recording_auth_sessions(&self, app_id: &str, open_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn recording_auth_sessions(
+        &self,
+        app_id: &str,
+        open_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(conn
             .exec(
@@ -446,7 +458,8 @@ impl Store {
     /// Marks the owner told; true the first time (so one card per outcome).
     pub async fn mark_recording_notified(&self, id: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        conn.exec_drop("UPDATE feishu_recordings SET notified = 1 WHERE id = ? AND notified = 0", (id,)).await?;
+        conn.exec_drop("UPDATE feishu_recordings SET notified = 1 WHERE id = ? AND notified = 0", (id,))
+            .await?;
         Ok(conn.affected_rows() == 1)
     }
 
@@ -472,14 +485,19 @@ impl Store {
         let rows: Vec<Row> = match state {
             Some(s) => {
                 conn.exec(
-                    format!("SELECT {COLUMNS} FROM feishu_recordings WHERE state = ? ORDER BY id DESC LIMIT ?"),
+                    format!(
+                        "SELECT {COLUMNS} FROM feishu_recordings WHERE state = ? ORDER BY id DESC LIMIT ?"
+                    ),
                     (s.as_str(), limit),
                 )
                 .await?
             }
             None => {
-                conn.exec(format!("SELECT {COLUMNS} FROM feishu_recordings ORDER BY id DESC LIMIT ?"), (limit,))
-                    .await?
+                conn.exec(
+                    format!("SELECT {COLUMNS} FROM feishu_recordings ORDER BY id DESC LIMIT ?"),
+                    (limit,),
+                )
+                .await?
             }
         };
         Ok(rows.into_iter().map(from_row).collect())

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::auth::{Accept, Caller, check};
-use super::faults::FeishuFaultKind;
 use super::docs::serve_blob;
+use super::faults::FeishuFaultKind;
 use super::server::{ApiError, ApiResult, ok};
 use super::state::{App, Shared, now_ms, now_s};
 use super::vc::{Meeting, minutes_url};
@@ -89,7 +89,8 @@ pub(crate) async fn download_media(
     let valid = q.get("sign").is_some_and(|s| *s == signature(&app, &token, expires)) && expires >= now_s();
     let meeting = app.lock().vc.by_minute(&token).cloned();
     let Some(m) = meeting.filter(|_| valid) else {
-        return ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired").into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired")
+            .into_response();
     };
     let resp = serve_blob(m.blob, &headers, &format!("{}.mp4", m.topic));
     let ranged = resp.status() == StatusCode::PARTIAL_CONTENT;
@@ -120,7 +121,12 @@ pub(crate) async fn download_media(
 /// fewer bytes than `Content-Length`).
 fn cut_half_way(resp: Response) -> Response {
     use futures_util::StreamExt;
-    let len = resp.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let len = resp
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let cut = len / 2;
     let (parts, body) = resp.into_parts();
     let stream = body.into_data_stream().scan(0u64, move |sent, chunk| {

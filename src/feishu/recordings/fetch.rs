@@ -122,10 +122,15 @@ where
     let status = resp.status();
     let total = match status {
         StatusCode::PARTIAL_CONTENT if start > 0 => {
-            let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(content_range);
+            let range =
+                resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(content_range);
             match range {
                 Some((s, total)) if s == start && total >= start => total,
-                _ => return Err(FetchError::Malformed("206 without a Content-Range that starts where asked".into())),
+                _ => {
+                    return Err(FetchError::Malformed(
+                        "206 without a Content-Range that starts where asked".into(),
+                    ));
+                }
             }
         }
         StatusCode::OK => {
@@ -201,7 +206,9 @@ pub async fn place(part: &Path, dest: &Path) -> std::io::Result<()> {
     tokio::fs::rename(part, dest).await?;
     if let Some(dir) = dest.parent() {
         let dir = dir.to_owned();
-        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)??;
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)??;
     }
     Ok(())
 }

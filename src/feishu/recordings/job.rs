@@ -106,17 +106,29 @@ async fn ensure_card(f: &Feishu, job: &Recording) {
 
 fn user_get(base: &str, route: &'static str, path: String) -> impl Fn(&str) -> ApiRequest {
     let base = base.to_owned();
-    move |token: &str| ApiRequest::new(Method::GET, &base, route, path.clone(), Auth::Bearer(token.to_owned()))
+    move |token: &str| {
+        ApiRequest::new(Method::GET, &base, route, path.clone(), Auth::Bearer(token.to_owned()))
+    }
 }
 
 /// The minutes' pre-signed download URL.
-async fn download_url(f: &Feishu, app: &crate::store::feishu_apps::FeishuApp, job: &Recording, token: &str) -> Result<String, Outcome> {
+async fn download_url(
+    f: &Feishu,
+    app: &crate::store::feishu_apps::FeishuApp,
+    job: &Recording,
+    token: &str,
+) -> Result<String, Outcome> {
     let path = format!("/open-apis/minutes/v1/minutes/{token}/media");
-    let answer =
-        f.call_as_user(app, &job.owner_open_id, user_get(&app.base_url, MEDIA_ROUTE, path)).await.map_err(classify)?;
+    let answer = f
+        .call_as_user(app, &job.owner_open_id, user_get(&app.base_url, MEDIA_ROUTE, path))
+        .await
+        .map_err(classify)?;
     let url = answer.pointer("/data/download_url").and_then(Value::as_str).unwrap_or("");
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(Outcome::Retry { code: 0, why: "minutes media answer has no http(s) download_url".into() });
+        return Err(Outcome::Retry {
+            code: 0,
+            why: "minutes media answer has no http(s) download_url".into(),
+        });
     }
     Ok(url.to_owned())
 }
@@ -138,17 +150,19 @@ pub(crate) async fn attempt(f: &Arc<Feishu>, job: &Recording) -> Outcome {
     let mut minute = job.minute_token.clone();
     if minute.is_empty() {
         let path = format!("/open-apis/vc/v1/meetings/{}/recording", job.meeting_id);
-        let answer =
-            match f.call_as_user(&app, &job.owner_open_id, user_get(&app.base_url, RECORDING_ROUTE, path)).await {
-                Ok(a) => a,
-                Err(e) => {
-                    let o = classify(e);
-                    if matches!(o, Outcome::AwaitAuth { .. }) {
-                        ensure_card(f, job).await;
-                    }
-                    return o;
+        let answer = match f
+            .call_as_user(&app, &job.owner_open_id, user_get(&app.base_url, RECORDING_ROUTE, path))
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let o = classify(e);
+                if matches!(o, Outcome::AwaitAuth { .. }) {
+                    ensure_card(f, job).await;
                 }
-            };
+                return o;
+            }
+        };
         let rec = answer.pointer("/data/recording").cloned().unwrap_or(Value::Null);
         let Some(token) = str_field(&rec, "url").as_deref().and_then(meeting::minute_token) else {
             return Outcome::Retry { code: 0, why: "recording answer has no Minutes URL".into() };
@@ -219,7 +233,12 @@ pub(crate) async fn attempt(f: &Arc<Feishu>, job: &Recording) -> Outcome {
                     return Outcome::Retry { code: 0, why: format!("placing the recording: {e}") };
                 }
                 f.recordings.downloaded_bytes.fetch_add(done.bytes - done.resumed_from, Ordering::Relaxed);
-                return Outcome::Done { path: rel, bytes: done.bytes, sha256: done.sha256, resumed_from: done.resumed_from };
+                return Outcome::Done {
+                    path: rel,
+                    bytes: done.bytes,
+                    sha256: done.sha256,
+                    resumed_from: done.resumed_from,
+                };
             }
             Err(FetchError::ClaimLost) => return Outcome::ClaimLost,
             Err(FetchError::Expired(status)) if refetches < URL_REFETCHES => {
@@ -274,8 +293,11 @@ pub(crate) async fn settle(f: &Arc<Feishu>, job: &Recording, outcome: Outcome) {
         }
         Outcome::Retry { code, why } => {
             tracing::info!(meeting = %job.meeting_id, attempt = job.attempts + 1, "recording attempt failed: {why}");
-            let state =
-                if job.bytes_done > 0 || job.state == RecordingState::Downloading { RecordingState::Downloading } else { RecordingState::Pending };
+            let state = if job.bytes_done > 0 || job.state == RecordingState::Downloading {
+                RecordingState::Downloading
+            } else {
+                RecordingState::Pending
+            };
             store.release_recording(job, state, s.retry_delay(job.attempts), true, false, code, &why).await
         }
         Outcome::Fatal { code, why } => {

@@ -42,7 +42,12 @@ pub fn minute_token(url: &str) -> Option<String> {
 }
 
 /// The job an event asks for. `app_id` is the app the push came for.
-pub fn parse(app_id: &str, event_id: &str, event_type: &str, envelope: &Value) -> Result<NewRecording, MeetingError> {
+pub fn parse(
+    app_id: &str,
+    event_id: &str,
+    event_type: &str,
+    envelope: &Value,
+) -> Result<NewRecording, MeetingError> {
     let bad = |what: &str| MeetingError::Invalid(what.to_owned());
     let meeting = envelope.pointer("/event/meeting").ok_or_else(|| bad("no event.meeting"))?;
     let meeting_id = str_field(meeting, "id").ok_or_else(|| bad("no meeting.id"))?;
@@ -57,11 +62,13 @@ pub fn parse(app_id: &str, event_id: &str, event_type: &str, envelope: &Value) -
     if !valid_open_id(owner) {
         return Err(bad("meeting.owner.id.open_id is not an id"));
     }
-    let topic: String = meeting.get("topic").and_then(Value::as_str).unwrap_or("").chars().take(512).collect();
+    let topic: String =
+        meeting.get("topic").and_then(Value::as_str).unwrap_or("").chars().take(512).collect();
     let start_time = int_field(meeting, "start_time").unwrap_or(0).max(0);
     let end_time = int_field(meeting, "end_time").unwrap_or(0).max(0);
     let minute = if event_type == RECORDING_READY {
-        let url = envelope.pointer("/event/url").and_then(Value::as_str).ok_or_else(|| bad("no event.url"))?;
+        let url =
+            envelope.pointer("/event/url").and_then(Value::as_str).ok_or_else(|| bad("no event.url"))?;
         minute_token(url).ok_or_else(|| bad("event.url is not a Minutes URL"))?
     } else {
         String::new()

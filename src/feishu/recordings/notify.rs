@@ -6,9 +6,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::feishu::Feishu;
 use crate::feishu::cards::SEND_ROUTE;
 use crate::feishu::client::{ApiRequest, Auth};
-use crate::feishu::Feishu;
 use crate::store::feishu_recordings::{Recording, RecordingState};
 
 fn human_bytes(n: u64) -> String {
@@ -34,7 +34,10 @@ pub fn outcome_card(r: &Recording, zone: chrono::FixedOffset) -> Value {
             .unwrap_or_default()
     };
     let topic = if r.topic.is_empty() { "(no topic)" } else { r.topic.as_str() };
-    let mut fields = vec![field("Meeting", topic), field("Meeting time", &format!("{} – {}", when(r.start_time), when(r.end_time)))];
+    let mut fields = vec![
+        field("Meeting", topic),
+        field("Meeting time", &format!("{} – {}", when(r.start_time), when(r.end_time))),
+    ];
     let (template, title) = match r.state {
         RecordingState::Done => {
             let name = r.path.rsplit('/').next().unwrap_or(&r.path);
@@ -51,7 +54,10 @@ pub fn outcome_card(r: &Recording, zone: chrono::FixedOffset) -> Value {
             ("grey", "No meeting recording")
         }
         _ => {
-            fields.push(field("Result", &format!("Not archived: {}", r.last_error.chars().take(300).collect::<String>())));
+            fields.push(field(
+                "Result",
+                &format!("Not archived: {}", r.last_error.chars().take(300).collect::<String>()),
+            ));
             ("red", "Meeting recording not archived")
         }
     };
@@ -90,7 +96,9 @@ pub async fn tell_owner(f: &Feishu, r: &Recording) {
         })
         .await;
     match sent {
-        Ok(_) => tracing::info!(meeting = %r.meeting_id, state = r.state.as_str(), "owner told about the recording"),
+        Ok(_) => {
+            tracing::info!(meeting = %r.meeting_id, state = r.state.as_str(), "owner told about the recording")
+        }
         Err(e) => tracing::warn!(meeting = %r.meeting_id, "recording card not sent: {e}"),
     }
 }
