@@ -130,6 +130,9 @@ pub struct SettingsArgs {
     /// for deployments Feishu cannot reach with a webhook [default: false].
     #[arg(long, env = "FEISHU_LONG_CONNECTION", global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub feishu_long_connection: Option<bool>,
+    /// Meeting recordings (issue 13).
+    #[command(flatten)]
+    pub recordings: crate::feishu::recordings::settings::RecordingArgs,
 }
 
 impl std::fmt::Debug for SettingsArgs {
@@ -236,6 +239,8 @@ pub struct Config {
     pub public_url: String,
     /// Feishu settings.
     pub feishu: FeishuSettings,
+    /// Meeting recording settings.
+    pub recordings: crate::feishu::recordings::settings::RecordingSettings,
 }
 
 /// Feishu settings (see the flags of the same names).
@@ -392,6 +397,7 @@ impl Config {
             long_connection: pick!(feishu_long_connection).unwrap_or(false),
         };
         Ok(Config {
+            recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(&args.recordings)?,
             public_listen,
             public_url,
             feishu,

@@ -12,6 +12,7 @@ mod hostile;
 mod ingest;
 mod media;
 mod ops;
+mod recordings;
 mod sdk;
 mod sim;
 mod ui;

@@ -29,6 +29,9 @@ pub(crate) enum FeishuCommand {
     /// Card authorization sessions.
     #[command(subcommand, name = "auth-sessions")]
     AuthSessions(SessionsCommand),
+    /// Meeting recording jobs (issue 13).
+    #[command(subcommand)]
+    Recordings(super::feishu_recordings::RecordingsCommand),
     /// Serve only the Feishu side: PUBLIC_LISTEN (webhook, OAuth), HTTP_LISTEN
     /// (metrics, token hand-out) and the Feishu tasks, until SIGTERM.
     Serve,
@@ -265,6 +268,7 @@ pub(crate) async fn run(cmd: FeishuCommand, config: Arc<Config>) -> anyhow::Resu
             );
         }
         FeishuCommand::Serve => return serve(store, config).await,
+        FeishuCommand::Recordings(c) => return super::feishu_recordings::run(c, store).await,
     }
     Ok(ExitCode::SUCCESS)
 }

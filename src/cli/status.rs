@@ -61,13 +61,17 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
             "chain_head": chain.map(|h| h.head.clone()),
         }));
     }
+    let (recordings, stuck_recordings) = super::feishu_recordings::stuck(&store, config).await?;
+    alarms += stuck_recordings;
     let warning = (!config.secrets.has_master_key()).then_some(
         "no master key (WEWORK_MASTER_KEY): corp secrets and private keys are stored in plaintext",
     );
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "corps": out, "warning": warning }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "corps": out, "warning": warning, "feishu_recordings": recordings })
+            )?
         );
     } else {
         if let Some(w) = warning {
@@ -91,6 +95,9 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
                 media_summary(&c["media"]),
                 c["alarm"].as_str().unwrap_or("")
             );
+        }
+        if let Some(alarm) = recordings["alarm"].as_str().filter(|a| !a.is_empty()) {
+            println!("ALARM: {alarm} (feishu recordings list)");
         }
         for c in &out {
             if let Some(head) = c["chain_head"].as_str() {

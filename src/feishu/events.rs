@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::crypto::{constant_time_eq, decrypt, signature, signature_matches};
-use super::{Feishu, FeishuStats, now_s};
+use super::{Feishu, FeishuStats, now_s, recordings};
 use crate::store::feishu_apps::FeishuApp;
 use crate::store::feishu_events::StoredEvent;
 
@@ -386,6 +386,9 @@ impl Feishu {
                 let envelope: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
                 self.handle_card_action(&envelope).await;
                 String::new()
+            }
+            recordings::meeting::MEETING_ENDED | recordings::meeting::RECORDING_READY => {
+                self.on_meeting_event(&e).await
             }
             other => {
                 tracing::debug!(event_type = other, "event stored for its module");

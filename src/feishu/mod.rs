@@ -22,6 +22,7 @@ pub mod handout;
 pub mod longconn;
 pub mod oauth;
 pub mod ratelimit;
+pub mod recordings;
 pub mod stats;
 pub mod tasks;
 pub mod tokens;
@@ -136,6 +137,8 @@ pub struct Feishu {
     pub stats: Arc<FeishuStats>,
     /// Redis (locks, shared caches, event de-duplication); None = per process only.
     pub redis: Option<RedisLink>,
+    /// The meeting-recording worker's shared parts (issue 13).
+    pub recordings: Arc<recordings::RecordingRuntime>,
 }
 
 impl std::fmt::Debug for Feishu {
@@ -162,7 +165,8 @@ impl Feishu {
         let api = Api::new()?.with_stats(stats.clone());
         let prefix = format!("{}:feishu", config.redis_prefix);
         let tokens = AppTokens::new(redis.clone(), prefix, stats.clone());
-        Ok(Arc::new(Feishu { store, config, api, tokens, stats, redis }))
+        let recordings = Arc::new(recordings::RecordingRuntime::new()?);
+        Ok(Arc::new(Feishu { store, config, api, tokens, stats, redis, recordings }))
     }
 
     /// Redis key prefix of the Feishu modules.

@@ -30,6 +30,7 @@ pub async fn run(feishu: Arc<Feishu>, cancel: CancellationToken) {
         .then(|| tokio::spawn(super::longconn::run(feishu.clone(), cancel.clone())));
     let tokens = tokio::spawn(keep_tokens_fresh(feishu.clone(), cancel.clone()));
     let cleanup = tokio::spawn(clean_up(feishu.clone(), cancel.clone()));
+    let recordings = tokio::spawn(super::recordings::run(feishu.clone(), cancel.clone()));
     if let Ok(events) = feishu.store.unprocessed_feishu_events(1000).await {
         for e in events {
             feishu.process_event(e).await;
@@ -38,6 +39,7 @@ pub async fn run(feishu: Arc<Feishu>, cancel: CancellationToken) {
     cancel.cancelled().await;
     let _ = tokens.await;
     let _ = cleanup.await;
+    let _ = recordings.await;
     if let Some(p) = push {
         let _ = p.await;
     }

@@ -297,6 +297,25 @@ async fn feishu_metrics(e: &mut Exposition, f: &crate::feishu::Feishu) {
             users as f64,
         );
     }
+    if let Ok(Ok(c)) = tokio::time::timeout(DB_TIMEOUT, f.store.recording_counts()).await {
+        e.family("wework_feishu_recordings", Kind::Gauge, "Meeting recording jobs by state (issue 13).");
+        for st in crate::store::feishu_recordings::RecordingState::ALL {
+            let n = c.by_state.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+            e.sample("wework_feishu_recordings", &[("state", st.as_str())], n as f64);
+        }
+        e.single(
+            "wework_feishu_recording_bytes",
+            Kind::Gauge,
+            "Bytes of archived meeting recordings.",
+            c.bytes_done as f64,
+        );
+    }
+    e.single(
+        "wework_feishu_recording_downloaded_bytes_total",
+        Kind::Counter,
+        "Recording bytes this process downloaded.",
+        f.recordings.downloaded_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     let labelled = |e: &mut Exposition, name: &str, help: &str, label: &str, map: &std::sync::Mutex<_>| {
         e.family(name, Kind::Counter, help);
         for (k, v) in FeishuStats::snapshot(map) {

@@ -15,6 +15,7 @@ pub mod feishu_apps;
 pub mod feishu_auth_sessions;
 pub mod feishu_events;
 pub mod feishu_oauth_states;
+pub mod feishu_recordings;
 pub mod feishu_token_keys;
 pub mod feishu_users;
 pub mod ident;

@@ -76,7 +76,10 @@ async fn revoke(State(app): State<App>, raw: Bytes) -> Response {
 }
 
 async fn stats(State(app): State<App>) -> Response {
-    let s: Value = app.lock().limits.stats();
+    let inner = app.lock();
+    let mut s: Value = inner.limits.stats();
+    inner.vc.add_stats(&mut s);
+    drop(inner);
     json_response(StatusCode::OK, &s)
 }
 

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::auth::{Accept, Caller, check};
 use super::docs::serve_blob;
+use super::faults::FeishuFaultKind;
 use super::server::{ApiError, ApiResult, ok};
 use super::state::{App, Shared, now_ms, now_s};
 use super::vc::{Meeting, minutes_url};
@@ -87,9 +88,60 @@ pub(crate) async fn download_media(
     let expires: u64 = q.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
     let valid = q.get("sign").is_some_and(|s| *s == signature(&app, &token, expires)) && expires >= now_s();
     let meeting = app.lock().vc.by_minute(&token).cloned();
-    match meeting {
-        Some(m) if valid => serve_blob(m.blob, &headers, &format!("{}.mp4", m.topic)),
-        _ => ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired")
-            .into_response(),
+    let Some(m) = meeting.filter(|_| valid) else {
+        return ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired")
+            .into_response();
+    };
+    let resp = serve_blob(m.blob, &headers, &format!("{}.mp4", m.topic));
+    let ranged = resp.status() == StatusCode::PARTIAL_CONTENT;
+    let cut = resp.status().is_success() && app.config.faults.roll(app.config.seed, FeishuFaultKind::Drop);
+    {
+        let mut inner = app.lock();
+        let vc = &mut inner.vc;
+        if ranged {
+            vc.downloads_ranged += 1;
+            let start = resp
+                .headers()
+                .get(axum::http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            vc.range_starts.push(start);
+        } else {
+            vc.downloads_full += 1;
+        }
+        if cut {
+            vc.downloads_dropped += 1;
+        }
     }
+    if cut { cut_half_way(resp) } else { resp }
+}
+
+/// The `drop` fault on a download: half of the body, then the connection is cut (the client sees
+/// fewer bytes than `Content-Length`).
+fn cut_half_way(resp: Response) -> Response {
+    use futures_util::StreamExt;
+    let len = resp
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let cut = len / 2;
+    let (parts, body) = resp.into_parts();
+    let stream = body.into_data_stream().scan(0u64, move |sent, chunk| {
+        let out = match chunk {
+            Ok(_) if *sent >= cut => Some(Err(std::io::Error::other("connection dropped (fault)"))),
+            Ok(mut b) => {
+                if *sent + b.len() as u64 > cut {
+                    b.truncate((cut - *sent) as usize);
+                }
+                *sent += b.len() as u64;
+                Some(Ok(b))
+            }
+            Err(e) => Some(Err(std::io::Error::other(e))),
+        };
+        std::future::ready(out)
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }

@@ -29,17 +29,40 @@ pub(crate) struct Meeting {
     pub blob: MediaBlob,
     pub duration_ms: u64,
     pub create_ms: u64,
+    /// False: the meeting produced no recording (404/121004, no ready event, no minutes).
+    pub has_recording: bool,
 }
 
-/// Every meeting that ended.
+/// Every meeting that ended, and what was downloaded of their recordings.
 #[derive(Debug, Default)]
 pub(crate) struct Meetings {
     pub list: Vec<Meeting>,
+    /// Pre-signed downloads answered, without and with `Range`.
+    pub downloads_full: u64,
+    pub downloads_ranged: u64,
+    /// First byte of every ranged download, in order.
+    pub range_starts: Vec<u64>,
+    /// Downloads cut by the `drop` fault.
+    pub downloads_dropped: u64,
 }
 
 impl Meetings {
+    /// The meeting of a minute token (only meetings that have a recording have minutes).
     pub fn by_minute(&self, token: &str) -> Option<&Meeting> {
-        self.list.iter().find(|m| m.minute_token == token)
+        self.list.iter().find(|m| m.minute_token == token && m.has_recording)
+    }
+
+    /// Adds the download counters to `/_sim/stats`: the pre-signed download is counted under
+    /// `calls` like an API route, and `downloads` tells full from ranged requests.
+    pub fn add_stats(&self, stats: &mut Value) {
+        let key = "GET /minutes-media/:minute_token";
+        if let Some(calls) = stats.get_mut("calls").and_then(Value::as_object_mut) {
+            calls.insert(key.into(), json!(self.downloads_full + self.downloads_ranged));
+        }
+        stats["downloads"] = json!({
+            "full": self.downloads_full, "ranged": self.downloads_ranged,
+            "range_starts": self.range_starts, "dropped": self.downloads_dropped,
+        });
     }
 }
 
@@ -50,6 +73,8 @@ pub(crate) struct NewMeeting {
     pub topic: Option<String>,
     pub ready_after_s: Option<f64>,
     pub bytes: Option<u64>,
+    /// `false`: the meeting has no recording (not in FAKE.md's table; default true).
+    pub recording: Option<bool>,
 }
 
 fn meeting_json(app: &App, m: &Meeting) -> Value {
@@ -101,6 +126,7 @@ pub(crate) fn end_meeting(app: &App, req: NewMeeting) -> Result<Value, String> {
             blob,
             duration_ms,
             create_ms: now_ms(),
+            has_recording: req.recording.unwrap_or(true),
         };
         inner.vc.list.push(m.clone());
         m
@@ -109,7 +135,11 @@ pub(crate) fn end_meeting(app: &App, req: NewMeeting) -> Result<Value, String> {
     let event = json!({"meeting": meeting_json(app, &meeting), "operator": {"id": {"open_id": meeting.owner}, "user_role": 1, "user_type": 1}});
     let event_id = events::emit(app, "vc.meeting.all_meeting_ended_v1", event);
     let (app2, m2) = (app.clone(), meeting.clone());
+    let ready_event = meeting.has_recording;
     tokio::spawn(async move {
+        if !ready_event {
+            return;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(m2.ready_ms.saturating_sub(now_ms()))).await;
         if app2.cancel.is_cancelled() {
             return;
@@ -143,6 +173,9 @@ pub(crate) async fn recording(
         && *o != m.owner
     {
         return Err(ApiError::new(StatusCode::FORBIDDEN, 121005, "no permission"));
+    }
+    if !m.has_recording {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, 121004, "data not exist"));
     }
     if now_ms() < m.ready_ms {
         return Err(ApiError::bad(124002, "record processing"));
