@@ -13,6 +13,7 @@ mod ingest;
 mod media;
 mod ops;
 mod sdk;
+mod search;
 mod sim;
 mod ui;
 mod upgrade;
