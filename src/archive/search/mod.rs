@@ -377,7 +377,7 @@ impl SearchIndex {
     /// Documents in the corp's index.
     pub async fn documents(&self, corpid: &CorpId) -> Result<u64, SearchError> {
         let c = self.corp(corpid).await?;
-        Ok(blocking(move || Ok(c.docs())).await?)
+        blocking(move || Ok(c.docs())).await
     }
 
     /// Indexes every chain link after the index's position, in chunks, each
