@@ -40,6 +40,9 @@ pub struct SettingsArgs {
     /// Media root [default: msgfile].
     #[arg(long, env = "MSGFILE_DIR", global = true, value_name = "DIR")]
     pub msgfile_dir: Option<PathBuf>,
+    /// Full-text search index (one folder per corp; rebuildable by `search rebuild`) [default: search-index].
+    #[arg(long, env = "SEARCH_INDEX_DIR", global = true, value_name = "DIR")]
+    pub search_index_dir: Option<PathBuf>,
     /// HTTP listen address for health and metrics [default: 127.0.0.1:29090].
     #[arg(long, env = "HTTP_LISTEN", global = true, value_name = "ADDR")]
     pub http_listen: Option<String>,
@@ -160,6 +163,7 @@ struct FileSettings {
     redis_url: Option<String>,
     sdk_lib: Option<PathBuf>,
     msgfile_dir: Option<PathBuf>,
+    search_index_dir: Option<PathBuf>,
     http_listen: Option<String>,
     log_format: Option<LogFormat>,
     pull_limit: Option<u32>,
@@ -203,6 +207,8 @@ pub struct Config {
     pub sdk_lib: PathBuf,
     /// Media root.
     pub msgfile_dir: PathBuf,
+    /// Full-text search index root.
+    pub search_index_dir: PathBuf,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
     /// Log format.
@@ -405,6 +411,7 @@ impl Config {
             redis_url,
             sdk_lib: pick!(sdk_lib).unwrap_or_else(|| PathBuf::from(DEFAULT_SDK_LIB)),
             msgfile_dir: pick!(msgfile_dir).unwrap_or_else(|| PathBuf::from("msgfile")),
+            search_index_dir: pick!(search_index_dir).unwrap_or_else(|| PathBuf::from("search-index")),
             http_listen,
             log_format: pick!(log_format).unwrap_or_default(),
             pull_limit,
@@ -456,6 +463,7 @@ impl std::fmt::Debug for Config {
             .field("redis_url", &redact_url(&self.redis_url))
             .field("sdk_lib", &self.sdk_lib)
             .field("msgfile_dir", &self.msgfile_dir)
+            .field("search_index_dir", &self.search_index_dir)
             .field("http_listen", &self.http_listen)
             .field("log_format", &self.log_format)
             .field("pull_limit", &self.pull_limit)
@@ -511,6 +519,8 @@ fn settings_used(subcommand: &str) -> Option<Vec<&'static str>> {
         "sdk-check" => set(&[&COMMON, &["sdk_lib"]]),
         "bench" => set(&[&COMMON, &["database_url"], &SEAL, &INGEST, &MEDIA]),
         "sim" => set(&[&COMMON]),
+        "search" => set(&[&COMMON, &["database_url", "search_index_dir"], &SEAL]),
+        "export" => set(&[&COMMON, &["database_url", "msgfile_dir"], &SEAL]),
         // run, demo: everything.
         _ => None,
     }

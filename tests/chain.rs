@@ -188,3 +188,167 @@ async fn verify_names_each_kind_of_tampering() {
     let from = verify_corp(&ctx.store, &corpid, seqs[700].0).await.unwrap();
     assert_eq!(from.finding, Some(Finding::HeadMismatch { head_pos: 900, last_pos: 899 }));
 }
+
+/// Runs the binary with the test's database; (exit code, stdout).
+fn cli(db_url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(binary()).args(args).env("DATABASE_URL", db_url).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// The export's first record with its sender changed.
+fn alter_first(t: String) -> String {
+    let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
+    let mut v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    v["msgfrom"] = "someone-else".into();
+    lines[0] = v.to_string();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Rewrites a file of an export and its digest in the manifest, as a forger would.
+fn forge(dir: &std::path::Path, name: &str, edit: impl FnOnce(String) -> String) {
+    use aws_lc_rs::digest;
+    let text = edit(std::fs::read_to_string(dir.join(name)).unwrap());
+    std::fs::write(dir.join(name), &text).unwrap();
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == name {
+            f["sha256"] = hex::encode(digest::digest(&digest::SHA256, text.as_bytes())).into();
+            f["bytes"] = (text.len() as u64).into();
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_verifies_offline_and_tampering_with_it_is_found() {
+    let (_sim, db, ctx, corpid, _media) =
+        ingested("chain_export", SimConfig { seed: 153, corps: 1, messages: 600, ..Default::default() })
+            .await;
+    let table = corpid.message_table();
+    let mut conn = ctx.store.conn().await.unwrap();
+    let (room, n): (String, u64) = conn
+        .query_first(format!(
+            "SELECT roomid, COUNT(*) FROM {table} WHERE roomid <> '' GROUP BY roomid ORDER BY 2 DESC LIMIT 1"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("export");
+    let d = dir.to_str().unwrap();
+    let (code, text) = cli(
+        &db.url,
+        &[
+            "export",
+            "--corp",
+            corpid.as_str(),
+            "--room",
+            &room,
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--out",
+            d,
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("{n} record(s)")), "{text}");
+    let lines = std::fs::read_to_string(dir.join("messages.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, n);
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains(&format!("Group {room}")) && html.matches("class=\"msg").count() as u64 == n);
+    let logged: u64 =
+        conn.query_first("SELECT COUNT(*) FROM access_log WHERE action = 'export'").await.unwrap().unwrap();
+    assert_eq!(logged, 1, "the export is in the access log");
+    // A second export into the same folder is refused.
+    let (code, text) = cli(
+        &db.url,
+        &[
+            "export",
+            "--corp",
+            corpid.as_str(),
+            "--all",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--out",
+            d,
+        ],
+    );
+    assert_eq!(code, Some(2), "{text}");
+
+    // Offline (no database) it verifies, against the head recorded elsewhere too.
+    let head = ctx.store.chain_head(&corpid).await.unwrap();
+    let anchor = format!("{}:{}", head.pos, head.head);
+    let offline = |args: &[&str]| cli("mysql://nobody@127.0.0.1:1/none", args);
+    let (code, text) = offline(&["verify", "--export", d, "--anchor", &anchor]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("export ok, {n} record(s)")) && text.contains("anchor found"), "{text}");
+    let (code, text) =
+        offline(&["verify", "--export", d, "--anchor", &format!("{}:{}", head.pos, "ab".repeat(32))]);
+    assert_eq!(code, Some(1), "a head that is not the anchor: {text}");
+
+    let pristine = out.path().join("pristine");
+    std::process::Command::new("cp").args(["-a", d, pristine.to_str().unwrap()]).status().unwrap();
+    let reset = || {
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::process::Command::new("cp").args(["-a", pristine.to_str().unwrap(), d]).status().unwrap();
+    };
+    let first_line: serde_json::Value = serde_json::from_str(lines.lines().nth(1).unwrap()).unwrap();
+    let msgid = first_line["msgid"].as_str().unwrap().to_owned();
+
+    // 1. A changed byte in messages.jsonl.
+    forge(&dir, "messages.jsonl", alter_first);
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("was altered"), "{text}");
+    reset();
+    // 2. The same without updating the digest.
+    let body = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    std::fs::write(dir.join("index.html"), body.replacen("Group", "Groop", 1)).unwrap();
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("index.html was changed"), "{text}");
+    reset();
+    // 3. A record removed (line and its proof).
+    forge(&dir, "messages.jsonl", |t| {
+        t.lines().filter(|l| !l.contains(&msgid)).map(|l| format!("{l}\n")).collect()
+    });
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(1), "{text}");
+    reset();
+    // 4. An altered record whose proof and link are rewritten to match: the chain breaks.
+    let mpath = dir.join("manifest.json");
+    forge(&dir, "messages.jsonl", alter_first);
+    let altered: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("messages.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    let rec: wework_archive::archive::export::ExportedRecord = serde_json::from_value(altered).unwrap();
+    let new_hash = rec.to_stored().unwrap().view().hash();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let pos = m["records"][0]["pos"].clone();
+    m["records"][0]["record_hash"] = new_hash.clone().into();
+    for l in m["chain"]["links"].as_array_mut().unwrap() {
+        if l["pos"] == pos {
+            l["record_hash"] = new_hash.clone().into();
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("chain link {pos} does not follow")), "{text}");
+    reset();
+    // 5. A file slipped in.
+    std::fs::write(dir.join("media").join("extra.jpg"), b"not exported").unwrap();
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is not in the manifest"), "{text}");
+    reset();
+    let (code, text) = offline(&["verify", "--export", d]);
+    assert_eq!(code, Some(0), "the pristine copy still verifies: {text}");
+}

@@ -14,6 +14,7 @@ mod media;
 mod ops;
 mod recordings;
 mod sdk;
+mod search;
 mod sim;
 mod ui;
 mod upgrade;

@@ -1,6 +1,7 @@
 //! The archive browser in a real headless browser: Debian's chromium driven
 //! through chromedriver (WebDriver, fantoccini) against the real HTTP server
-//! and MariaDB. Screenshots of the main pages go to docs/.
+//! and MariaDB. Screenshots of the main pages go to target/tmp/ui-screenshots/
+//! (and to docs/ with UPDATE_SCREENSHOTS=1).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use mysql_async::prelude::*;
 use serde_json::{Value, json};
 use wework_archive::archive::accounts::hash_password;
+use wework_archive::archive::export::{verify_export, write_export};
 use wework_archive::http::AppState;
 use wework_archive::store::accounts::Role;
+use wework_archive::store::browse::ExportSelection;
 use wework_archive::store::media_jobs::enqueue_statement;
 use wework_archive::store::messages::{DecryptStatus, NewMessage};
 use wework_archive::store::{CorpId, Store};
@@ -174,9 +177,16 @@ async fn log_in(c: &Client, base: &str, user: &str, password: &str) {
     c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
 }
 
+/// Saves a screenshot under target/tmp/ui-screenshots/; with UPDATE_SCREENSHOTS=1
+/// also into docs/ (the pictures the README shows), which a normal run leaves alone.
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
-    std::fs::write(crate::common::repo().join("docs").join(name), png).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), &png).unwrap();
+    if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(crate::common::repo().join("docs").join(name), png).unwrap();
+    }
 }
 
 /// A POST from the page's own origin, with the given body: its status.
@@ -191,7 +201,10 @@ async fn post_status(c: &Client, path: &str, body: &str) -> u64 {
 async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     let (db, store) = TestDb::fresh("ui_browse").await;
     let msgfile = tempfile::tempdir().unwrap();
-    let config = Arc::new(test_config(&db.url, msgfile.path()));
+    let index_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&db.url, msgfile.path());
+    config.search_index_dir = index_dir.path().to_owned();
+    let config = Arc::new(config);
     let corpid = CorpId::new("wwuitest0001").unwrap();
     let other = CorpId::new("wwuitest0002").unwrap();
     let mut conn = store.conn().await.unwrap();
@@ -274,6 +287,56 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
         .unwrap();
     assert!(played.as_f64().is_some_and(|t| t > 0.0), "voice played: {played}");
 
+    // Search Chinese text (a substring of a sentence), filter it, follow the hit into its conversation.
+    c.goto(&format!("{base}/ui/corp/{}/search", corpid.as_str())).await.unwrap();
+    c.find(Locator::Id("q")).await.unwrap().send_keys("报价单").await.unwrap();
+    c.find(Locator::Id("search-go")).await.unwrap().click().await.unwrap();
+    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    assert!(count.starts_with("1 message(s)"), "{count}");
+    let hits = c.find(Locator::Id("hits")).await.unwrap().text().await.unwrap();
+    assert!(hits.contains("报价单已发到邮箱"), "{hits}");
+    screenshot(&c, "ui-search.png").await;
+    c.goto(&format!("{base}/ui/corp/{}/search?q=%E9%82%AE%E7%AE%B1&type=image", corpid.as_str()))
+        .await
+        .unwrap();
+    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    assert!(count.starts_with("0 message(s)"), "the type filter applies: {count}");
+    c.goto(&format!("{base}/ui/corp/{}/search?q=%E9%82%AE%E7%AE%B1&type=text", corpid.as_str()))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#hits a.conv")).await.unwrap().click().await.unwrap();
+    let target = c.find(Locator::Css("li.msg:target")).await.unwrap().text().await.unwrap();
+    assert!(target.contains("报价单已发到邮箱"), "the hit opens its conversation at the message: {target}");
+
+    // An auditor's export of the conversation opens offline and renders like the browser.
+    let exports = tempfile::tempdir().unwrap();
+    let out = exports.path().join("room");
+    let selection = ExportSelection::Room(ROOM.to_owned());
+    let summary = write_export(&store, msgfile.path(), &corpid, &selection, 0, i64::MAX, &out, "ui-test")
+        .await
+        .unwrap();
+    assert_eq!(summary.records as usize, types.len());
+    assert!(summary.media_files >= 2, "the image and the voice (and its MP3) are in the export");
+    assert_eq!(verify_export(&out).unwrap().problem, None);
+    c.goto(&format!("file://{}", out.join("index.html").display())).await.unwrap();
+    let offline = c.source().await.unwrap();
+    assert!(offline.contains("报价单已发到邮箱") && offline.contains("revoked by the sender"));
+    for t in &types {
+        let found = c.find_all(Locator::Css(&format!("li.msg[data-msgtype='{t}']"))).await.unwrap();
+        assert_eq!(found.len(), 1, "message type {t} in the offline page");
+    }
+    let img_ok = c
+        .execute_async(
+            "const done = arguments[0]; const i = document.querySelector(\"li[data-msgtype='image'] img\");
+             let n = 0; const poll = () => (i.complete && i.naturalWidth) || n++ > 50 ? done(i.naturalWidth) : setTimeout(poll, 100);
+             poll();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(img_ok, json!(2), "the exported image loads from disk");
+    screenshot(&c, "ui-export.png").await;
+
     // Undecryptable records are shown as such.
     c.goto(&format!("{base}/ui/corp/{}/c?undecrypted=1", corpid.as_str())).await.unwrap();
     assert!(c.source().await.unwrap().contains("Could not be decrypted (no_key"));
@@ -282,6 +345,7 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
     let log = c.find(Locator::Id("access")).await.unwrap().text().await.unwrap();
     assert!(log.contains("view_conversation") && log.contains(&format!("Group {ROOM}")), "{log}");
+    assert!(log.contains("search") && log.contains("报价单"), "searches are logged: {log}");
     screenshot(&c, "ui-access-log.png").await;
     c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
 
@@ -293,6 +357,12 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
     assert!(c.source().await.unwrap().contains("Admins only."));
+    // Search is scoped the same way: the other corp cannot be searched, its own holds nothing of it.
+    c.goto(&format!("{base}/ui/corp/{}/search?q=%E6%8A%A5%E4%BB%B7", corpid.as_str())).await.unwrap();
+    assert!(c.source().await.unwrap().contains("You were not granted this corp."));
+    c.goto(&format!("{base}/ui/corp/{}/search?q=%E6%8A%A5%E4%BB%B7", other.as_str())).await.unwrap();
+    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    assert!(count.starts_with("0 message(s)"), "{count}");
     c.goto(&format!("{base}/ui/")).await.unwrap();
     c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
 

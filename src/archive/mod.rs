@@ -4,5 +4,7 @@
 pub mod accounts;
 pub mod anchor;
 pub mod chain;
+pub mod export;
 pub mod render;
+pub mod search;
 pub mod verify;

@@ -14,12 +14,15 @@ pub(crate) enum BenchCommand {
     Ingest(super::bench_ingest::BenchIngestArgs),
     /// Media download rate vs. the SDK's own chunk loop, and peak memory.
     Media(super::bench_media::BenchMediaArgs),
+    /// Archive browser p50/p95 of conversation pages and searches on a big corp (goal p95 < 200 ms).
+    Browse(super::bench_browse::BenchBrowseArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => super::bench_ingest::run(args, config).await,
         BenchCommand::Media(args) => super::bench_media::run(args, config).await,
+        BenchCommand::Browse(args) => super::bench_browse::run(args, config).await,
     }
 }
 

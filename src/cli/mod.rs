@@ -2,16 +2,19 @@
 
 mod admin;
 mod bench;
+mod bench_browse;
 mod bench_ingest;
 mod bench_media;
 pub mod corp;
 mod demo;
+mod export;
 mod feishu;
 mod feishu_recordings;
 mod ingest;
 mod media;
 mod quarantine;
 mod seal;
+mod search;
 mod status;
 mod verify;
 mod wait_db;
@@ -74,6 +77,11 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Recompute each corp's hash chain; name the first altered, deleted, inserted or reordered record.
     Verify(verify::VerifyArgs),
+    /// An auditor's export (messages.jsonl, index.html, media, manifest.json with proofs).
+    Export(export::ExportArgs),
+    /// The full-text search index: rebuild it, update it, query it.
+    #[command(subcommand)]
+    Search(search::SearchCommand),
     /// The simulated WeCom service (for tests, demos and trying things by hand).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -136,7 +144,11 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         }
         Command::Corp(cmd) => corp::run(cmd, &config).await,
         Command::Pull(args) => ingest::pull(args, config).await,
-        Command::Run(args) => ingest::run(args, config).await,
+        Command::Run(args) => {
+            // The search index follows the archive while the service runs.
+            let _indexer = search::service_indexer(&config).await?;
+            ingest::run(args, config).await
+        }
         Command::Redecrypt(args) => ingest::redecrypt(args, config).await,
         Command::Status(args) => status::run(args, &config).await,
         Command::Media(cmd) => media::run(cmd, config).await,
@@ -149,6 +161,8 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         }
         Command::Feishu(cmd) => feishu::run(cmd, config).await,
         Command::Verify(args) => verify::run(args, &config).await,
+        Command::Search(cmd) => search::run(cmd, &config).await,
+        Command::Export(args) => export::run(args, &config).await,
         Command::Admin(cmd) => admin::run(cmd, &config).await,
         Command::Sim(SimCommand::Serve(args)) => {
             wework_archive_sim::serve_cli(args).await?;

@@ -18,9 +18,19 @@ pub(crate) struct VerifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Check an export folder offline instead (no database needed).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["corp", "from"])]
+    export: Option<std::path::PathBuf>,
+    /// With --export: a head recorded elsewhere, POS:HASH (the daily log line,
+    /// `status`), which the export's chain must contain.
+    #[arg(long, value_name = "POS:HASH", requires = "export")]
+    anchor: Option<String>,
 }
 
 pub(crate) async fn run(args: VerifyArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.export {
+        return verify_export_dir(dir, args.anchor.as_deref(), args.json);
+    }
     let store = super::open_store(config).await?;
     let corps: Vec<CorpId> = match &args.corp {
         Some(c) => vec![CorpId::new(c)?],
@@ -55,4 +65,35 @@ pub(crate) async fn run(args: VerifyArgs, config: &Config) -> anyhow::Result<Exi
         }
     }
     Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn verify_export_dir(dir: &std::path::Path, anchor: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut check = crate::archive::export::verify_export(dir)?;
+    if let Some(a) = anchor
+        && check.problem.is_none()
+    {
+        check.problem = crate::archive::export::check_anchor(dir, a)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&check)?);
+    } else {
+        match &check.problem {
+            None => println!(
+                "{}: export ok, {} record(s) and {} file(s) match; chain links {}..{} end at head {}{}",
+                check.corpid,
+                check.records,
+                check.files,
+                check.first_pos,
+                check.head_pos,
+                check.head,
+                if anchor.is_some() {
+                    " (anchor found)"
+                } else {
+                    "; compare the head with an anchor kept elsewhere"
+                }
+            ),
+            Some(p) => println!("{}: export TAMPERED: {p}", check.corpid),
+        }
+    }
+    Ok(if check.problem.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -38,6 +38,24 @@ impl Conversation {
         Conversation::Pair { a: a.to_owned(), b: b.to_owned() }
     }
 
+    /// The conversation a stored record belongs to: its room, the pair of its
+    /// sender and first recipient, or the undecrypted records.
+    pub fn of(r: &StoredRecord) -> Conversation {
+        if !r.roomid.is_empty() {
+            return Conversation::Room { roomid: r.roomid.clone() };
+        }
+        if !matches!(r.decrypt_status.as_str(), "ok" | "unparsed") {
+            return Conversation::Undecrypted;
+        }
+        let peer = r
+            .tolist
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_default();
+        Conversation::pair(&r.msgfrom, &peer)
+    }
+
     /// How it is named on a page.
     pub fn title(&self) -> String {
         match self {
@@ -66,6 +84,18 @@ pub struct PageCursor {
     pub msgtime: i64,
     /// Row id (ties).
     pub id: u64,
+}
+
+/// Which records an export takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportSelection {
+    /// One group room.
+    Room(String),
+    /// Everything a person sent or received (one-to-one and in rooms).
+    User(String),
+    /// The whole corp.
+    All,
 }
 
 /// A media item's files, relative to the media root.
@@ -249,6 +279,45 @@ impl Store {
         let mut by_id: std::collections::HashMap<u64, StoredRecord> =
             rows.into_iter().map(StoredRecord::from_row).map(|r| (r.id, r)).collect();
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// Up to `limit` records of an export with row id > `after_id`, in row
+    /// (= seq) order, with msgtime in `[from_ms, to_ms)`.
+    pub async fn export_page(
+        &self,
+        corpid: &CorpId,
+        selection: &ExportSelection,
+        from_ms: i64,
+        to_ms: i64,
+        after_id: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.ensure_message_table(corpid).await?;
+        let table = corpid.message_table();
+        let mut params: Vec<Value> = vec![after_id.into(), from_ms.into(), to_ms.into()];
+        let which = match selection {
+            ExportSelection::Room(r) => {
+                params.push(r.into());
+                "AND roomid = ?"
+            }
+            ExportSelection::User(u) => {
+                params.extend([Value::from(u), Value::from(u)]);
+                "AND (msgfrom = ? OR JSON_CONTAINS(tolist, JSON_QUOTE(?)))"
+            }
+            ExportSelection::All => "",
+        };
+        params.push(limit.into());
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT {RECORD_COLUMNS} FROM {table} WHERE id > ? AND msgtime >= ? AND msgtime < ? {which}
+                     ORDER BY id LIMIT ?"
+                ),
+                params,
+            )
+            .await?;
+        Ok(rows.into_iter().map(StoredRecord::from_row).collect())
     }
 
     /// The media files of these messages.

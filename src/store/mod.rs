@@ -25,6 +25,7 @@ pub mod migrate;
 pub mod primary_keys;
 pub mod quarantine;
 pub mod retry;
+pub mod search;
 pub mod seed;
 pub mod state;
 

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod pages;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -28,11 +29,14 @@ pub struct UiState {
     pub app: AppState,
     /// Failed-login counters.
     pub limiter: Arc<auth::LoginLimiter>,
+    /// The search indexes (shared with the background indexer of this process).
+    pub search: Arc<crate::archive::search::SearchIndex>,
 }
 
 /// The `/ui` routes.
 pub fn router(app: AppState) -> Router {
-    let state = UiState { app, limiter: Arc::default() };
+    let search = crate::archive::search::SearchIndex::shared(&app.config.search_index_dir);
+    let state = UiState { app, limiter: Arc::default(), search };
     Router::new()
         .route("/ui", get(pages::to_home))
         .route("/ui/", get(pages::corps))
@@ -42,6 +46,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/corp/{corp}", get(pages::conversations))
         .route("/ui/corp/{corp}/c", get(pages::conversation))
         .route("/ui/corp/{corp}/media/{msgid}/{index}", get(pages::media))
+        .route("/ui/corp/{corp}/search", get(search::search))
         .route("/ui/admin/access", get(pages::access_log))
         .with_state(state)
 }

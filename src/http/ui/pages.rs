@@ -31,7 +31,7 @@ pub fn error(status: StatusCode, what: &str) -> Response {
         .into_response()
 }
 
-fn db_error(e: impl std::fmt::Display) -> Response {
+pub(super) fn db_error(e: impl std::fmt::Display) -> Response {
     tracing::warn!("ui: database: {e}");
     error(StatusCode::SERVICE_UNAVAILABLE, "The database did not answer; try again.")
 }
@@ -65,7 +65,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     }
 }
 
-fn html_response(m: Markup) -> Response {
+pub(super) fn html_response(m: Markup) -> Response {
     let mut r = Html(m.into_string()).into_response();
     // Archived content is confidential: no caching, no framing, no third-party loads.
     let h = r.headers_mut();
@@ -224,7 +224,7 @@ pub async fn logout(
 /// The corp of a URL, if the user may read it (403/400 otherwise).
 // A Response in the Err is what the handler returns at once; boxing it buys nothing here.
 #[allow(clippy::result_large_err)]
-fn granted(auth: &Authed, corp: &str) -> Result<CorpId, Response> {
+pub(super) fn granted(auth: &Authed, corp: &str) -> Result<CorpId, Response> {
     let id = CorpId::new(corp).map_err(|_| error(StatusCode::BAD_REQUEST, "Not a corp id."))?;
     if !auth.session.user.may_read(id.as_str()) {
         return Err(error(StatusCode::FORBIDDEN, "You were not granted this corp."));
@@ -295,7 +295,7 @@ pub struct ListQuery {
     q: String,
 }
 
-fn conv_url(corp: &str, c: &Conversation) -> String {
+pub(super) fn conv_url(corp: &str, c: &Conversation) -> String {
     let enc = |s: &str| urlencode(s);
     match c {
         Conversation::Room { roomid } => format!("/ui/corp/{corp}/c?room={}", enc(roomid)),
