@@ -29,6 +29,9 @@ pub(crate) enum FeishuCommand {
     /// Card authorization sessions.
     #[command(subcommand, name = "auth-sessions")]
     AuthSessions(SessionsCommand),
+    /// Back up a user's cloud documents and wiki (Drive, My Library, wiki spaces)
+    /// into a directory; exit code 0 all done, 2 some failed, 1 could not run.
+    Backup(super::feishu_backup::BackupRunArgs),
     /// Serve only the Feishu side: PUBLIC_LISTEN (webhook, OAuth), HTTP_LISTEN
     /// (metrics, token hand-out) and the Feishu tasks, until SIGTERM.
     Serve,
@@ -161,6 +164,11 @@ struct Manifest {
 }
 
 pub(crate) async fn run(cmd: FeishuCommand, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    // Its own exit codes (1 = could not run), so it opens the store itself.
+    let cmd = match cmd {
+        FeishuCommand::Backup(args) => return Ok(super::feishu_backup::run(args, config).await),
+        other => other,
+    };
     let store = super::open_store(&config).await?;
     let secrets = &config.secrets;
     match cmd {
@@ -265,6 +273,7 @@ pub(crate) async fn run(cmd: FeishuCommand, config: Arc<Config>) -> anyhow::Resu
             );
         }
         FeishuCommand::Serve => return serve(store, config).await,
+        FeishuCommand::Backup(_) => unreachable!("dispatched above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ mod bench_media;
 pub mod corp;
 mod demo;
 mod feishu;
+mod feishu_backup;
 mod ingest;
 mod media;
 mod quarantine;
