@@ -43,7 +43,9 @@ async fn env(tag: &str, export_delay: Duration) -> Env {
         faults: "throttle=0.001,export_slow=0.05,export_fail=0.03".parse().unwrap(),
         ..Default::default()
     };
-    let sim = FeishuSim::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), sim_config).await.unwrap();
+    let sim = FeishuSim::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), sim_config)
+        .await
+        .unwrap();
     let manifest = sim.manifest();
     let prefix = format!("wwt-docs-{tag}-{}", std::process::id());
     let settings = SettingsArgs {
@@ -80,7 +82,8 @@ impl Env {
     async fn authorize(&self) {
         let feishu = Feishu::new(self.store.clone(), self.config.clone()).unwrap();
         let url = feishu.start_authorization(&self.manifest.app_id, Some(self.user()), None).await.unwrap();
-        let q: HashMap<String, String> = reqwest::Url::parse(&url).unwrap().query_pairs().into_owned().collect();
+        let q: HashMap<String, String> =
+            reqwest::Url::parse(&url).unwrap().query_pairs().into_owned().collect();
         let v = self
             .sim_post(
                 "/_sim/authorize",
@@ -90,8 +93,17 @@ impl Env {
             .await;
         let loc = reqwest::Url::parse(v["location"].as_str().unwrap()).unwrap();
         let lq: HashMap<String, String> = loc.query_pairs().into_owned().collect();
-        let outcome = feishu.finish_authorization(lq.get("code").map(String::as_str), lq.get("state").map(String::as_str), None).await;
-        assert!(matches!(outcome, wework_archive::feishu::oauth::CallbackOutcome::Authorized { .. }), "{outcome:?}");
+        let outcome = feishu
+            .finish_authorization(
+                lq.get("code").map(String::as_str),
+                lq.get("state").map(String::as_str),
+                None,
+            )
+            .await;
+        assert!(
+            matches!(outcome, wework_archive::feishu::oauth::CallbackOutcome::Authorized { .. }),
+            "{outcome:?}"
+        );
     }
 
     async fn sim_post(&self, path: &str, body: Value) -> Value {
@@ -118,20 +130,38 @@ impl Env {
 
     fn command(&self) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(binary());
-        c.args(["feishu", "backup", "--app-id", &self.manifest.app_id, "--user", self.user(), "--source", "all"])
-            .arg("--out")
-            .arg(self.out.path())
-            .args(["--rate-scale", "40", "--poll-initial-ms", "40", "--poll-max-ms", "400", "--export-attempts", "6"])
-            .args(["--concurrency", "16", "--quiet"])
-            .env("DATABASE_URL", &self.db.url)
-            .env("REDIS_URL", REDIS)
-            .env("WEWORK_REDIS_PREFIX", &self.config.redis_prefix)
-            .env("WEWORK_MASTER_KEY", MASTER_KEY)
-            .env("PUBLIC_URL", &self.config.public_url)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        c.args([
+            "feishu",
+            "backup",
+            "--app-id",
+            &self.manifest.app_id,
+            "--user",
+            self.user(),
+            "--source",
+            "all",
+        ])
+        .arg("--out")
+        .arg(self.out.path())
+        .args([
+            "--rate-scale",
+            "40",
+            "--poll-initial-ms",
+            "40",
+            "--poll-max-ms",
+            "400",
+            "--export-attempts",
+            "6",
+        ])
+        .args(["--concurrency", "16", "--quiet"])
+        .env("DATABASE_URL", &self.db.url)
+        .env("REDIS_URL", REDIS)
+        .env("WEWORK_REDIS_PREFIX", &self.config.redis_prefix)
+        .env("WEWORK_MASTER_KEY", MASTER_KEY)
+        .env("PUBLIC_URL", &self.config.public_url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
         c
     }
 
@@ -165,8 +195,15 @@ async fn check_complete(e: &Env) -> HashMap<String, Value> {
     let nodes = m["nodes"].as_array().unwrap();
     let mut by_doc: HashMap<String, Value> = HashMap::new();
     for n in nodes {
-        assert!(!n["path"].as_str().unwrap().split('/').any(|c| c == ".." || c.is_empty()) || n["path"] == "", "{n}");
-        if n["type"] == "shortcut" || n["type"] == "folder" || n["kind"] == "wiki_space" || n["type"] == "wiki_node" {
+        assert!(
+            !n["path"].as_str().unwrap().split('/').any(|c| c == ".." || c.is_empty()) || n["path"] == "",
+            "{n}"
+        );
+        if n["type"] == "shortcut"
+            || n["type"] == "folder"
+            || n["kind"] == "wiki_space"
+            || n["type"] == "wiki_node"
+        {
             continue;
         }
         let doc = n["obj_token"].as_str().or(n["token"].as_str()).unwrap().to_owned();
@@ -216,10 +253,14 @@ async fn check_complete(e: &Env) -> HashMap<String, Value> {
             }
         }
     }
-    assert!(checked > 1000 && refused > 5 && listed > 100, "checked {checked}, refused {refused}, listed {listed}");
+    assert!(
+        checked > 1000 && refused > 5 && listed > 100,
+        "checked {checked}, refused {refused}, listed {listed}"
+    );
     assert_eq!(m["summary"]["failed"].as_u64().unwrap(), refused as u64, "{}", m["summary"]);
     // Every file on disk is inside the output directory and named by the manifest.
-    let named: HashSet<PathBuf> = by_doc.values().filter_map(|n| n["path"].as_str()).map(|p| e.out.path().join(p)).collect();
+    let named: HashSet<PathBuf> =
+        by_doc.values().filter_map(|n| n["path"].as_str()).map(|p| e.out.path().join(p)).collect();
     for f in walk_files(e.out.path()) {
         assert!(f.starts_with(e.out.path()));
         let rel = f.strip_prefix(e.out.path()).unwrap();
@@ -256,8 +297,12 @@ async fn first_run_complete_second_run_no_fetches_touch_three_refetches_exactly_
     let first = check_complete(&e).await;
     // Shortcut loops are followed once and listed.
     let m = e.manifest_json();
-    let shortcuts: Vec<&Value> = m["nodes"].as_array().unwrap().iter().filter(|n| n["type"] == "shortcut").collect();
-    assert!(shortcuts.iter().any(|s| s["reason"].as_str().unwrap().contains("followed once")), "{shortcuts:?}");
+    let shortcuts: Vec<&Value> =
+        m["nodes"].as_array().unwrap().iter().filter(|n| n["type"] == "shortcut").collect();
+    assert!(
+        shortcuts.iter().any(|s| s["reason"].as_str().unwrap().contains("followed once")),
+        "{shortcuts:?}"
+    );
 
     // Second run: nothing exported or downloaded.
     let before = (e.calls(CREATE).await, e.calls(EXPORT_DL).await, e.calls(DL).await);
@@ -289,8 +334,11 @@ async fn first_run_complete_second_run_no_fetches_touch_three_refetches_exactly_
     assert!(after.0 - before.0 >= 2, "{before:?} {after:?}");
     assert_eq!(after.1 - before.1, 1, "one file downloaded again");
     let third = check_complete(&e).await;
-    let fetched: HashSet<&String> =
-        third.iter().filter(|(_, v)| v["status"] == "exported" || v["status"] == "downloaded").map(|(k, _)| k).collect();
+    let fetched: HashSet<&String> = third
+        .iter()
+        .filter(|(_, v)| v["status"] == "exported" || v["status"] == "downloaded")
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(fetched, touched.iter().collect::<HashSet<_>>(), "exactly the touched documents");
     let mut c = e.store.conn().await.unwrap();
     let rows: u64 = c.query_first("SELECT COUNT(*) FROM feishu_docs").await.unwrap().unwrap();
@@ -307,7 +355,11 @@ async fn sigkill_mid_run_then_rerun_completes_without_re_exporting_finished_docu
     let deadline = Instant::now() + Duration::from_secs(120);
     let finished = loop {
         let mut c = e.store.conn().await.unwrap();
-        let n: u64 = c.query_first("SELECT COUNT(*) FROM feishu_docs WHERE status = 'exported'").await.unwrap().unwrap();
+        let n: u64 = c
+            .query_first("SELECT COUNT(*) FROM feishu_docs WHERE status = 'exported'")
+            .await
+            .unwrap()
+            .unwrap();
         if n >= 150 {
             break n;
         }
@@ -335,13 +387,19 @@ async fn sigkill_mid_run_then_rerun_completes_without_re_exporting_finished_docu
     // Finished documents were not fetched again.
     let mut c = e.store.conn().await.unwrap();
     for (token, at) in &done {
-        let now: Option<i64> =
-            c.exec_first("SELECT last_backup_at FROM feishu_docs WHERE token = ?", (token,)).await.unwrap().unwrap();
+        let now: Option<i64> = c
+            .exec_first("SELECT last_backup_at FROM feishu_docs WHERE token = ?", (token,))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(now, Some(*at), "{token} was fetched again");
     }
     drop(c);
     let exported_before_kill = done.len() as u64;
     let created = e.calls(CREATE).await - before;
-    assert!(created + exported_before_kill <= exportable_total + created / 4 + 20, "created {created}, done {exported_before_kill}, total {exportable_total}");
+    assert!(
+        created + exported_before_kill <= exportable_total + created / 4 + 20,
+        "created {created}, done {exported_before_kill}, total {exportable_total}"
+    );
     e.sim.shutdown().await;
 }
