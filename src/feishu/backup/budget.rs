@@ -22,9 +22,9 @@ pub fn documented(route: &str) -> (Option<f64>, Option<f64>) {
     let r = route.split_once(' ').map_or(route, |(_, r)| r);
     if r.starts_with("/open-apis/drive/v1/files/") && r.ends_with("/download") {
         (Some(5.0), None)
-    } else if r.starts_with("/open-apis/drive/v1/export_tasks") && !r.contains("/file/") {
-        (None, Some(100.0))
-    } else if r.starts_with("/open-apis/wiki/") {
+    } else if (r.starts_with("/open-apis/drive/v1/export_tasks") && !r.contains("/file/"))
+        || r.starts_with("/open-apis/wiki/")
+    {
         (None, Some(100.0))
     } else {
         (Some(50.0), Some(1000.0))

@@ -381,7 +381,7 @@ impl Fetcher {
                         "export task named a file token that is not an identifier".into(),
                     ));
                 }
-                (0 | 1 | 2, _) => {}
+                (0..=2, _) => {}
                 (s, _) => {
                     let msg = str_field(res, "job_error_msg").unwrap_or_default();
                     let reason = job_reason(s, &msg);

@@ -194,6 +194,7 @@ impl Walker {
     }
 
     /// Queues a document (once per token) at `dir` under a name taken from `names`.
+    #[allow(clippy::too_many_arguments)]
     async fn doc(
         &self,
         kind: &'static str,
