@@ -5,6 +5,7 @@
 mod chain;
 mod common;
 mod control;
+mod docs_backup;
 mod feishu;
 mod feishu_fake;
 mod galera;

@@ -32,6 +32,9 @@ pub(crate) enum FeishuCommand {
     /// Meeting recording jobs (issue 13).
     #[command(subcommand)]
     Recordings(super::feishu_recordings::RecordingsCommand),
+    /// Back up a user's cloud documents and wiki (Drive, My Library, wiki spaces)
+    /// into a directory; exit code 0 all done, 2 some failed, 1 could not run.
+    Backup(super::feishu_backup::BackupRunArgs),
     /// Serve only the Feishu side: PUBLIC_LISTEN (webhook, OAuth), HTTP_LISTEN
     /// (metrics, token hand-out) and the Feishu tasks, until SIGTERM.
     Serve,
@@ -164,6 +167,11 @@ struct Manifest {
 }
 
 pub(crate) async fn run(cmd: FeishuCommand, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    // Its own exit codes (1 = could not run), so it opens the store itself.
+    let cmd = match cmd {
+        FeishuCommand::Backup(args) => return Ok(super::feishu_backup::run(args, config).await),
+        other => other,
+    };
     let store = super::open_store(&config).await?;
     let secrets = &config.secrets;
     match cmd {
@@ -269,6 +277,8 @@ pub(crate) async fn run(cmd: FeishuCommand, config: Arc<Config>) -> anyhow::Resu
         }
         FeishuCommand::Serve => return serve(store, config).await,
         FeishuCommand::Recordings(c) => return super::feishu_recordings::run(c, store).await,
+        // Dispatched before the store is opened; the same call if it ever gets here.
+        FeishuCommand::Backup(args) => return Ok(super::feishu_backup::run(args, config).await),
     }
     Ok(ExitCode::SUCCESS)
 }

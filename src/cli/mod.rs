@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod feishu;
 mod feishu_recordings;
+mod feishu_backup;
 mod ingest;
 mod media;
 mod quarantine;

@@ -6,6 +6,7 @@
 //! - [`tokens`]: tenant/app access tokens, fetched once and shared across
 //!   instances through Redis, refreshed single-flight.
 //! - [`oauth`]: user authorization (OAuth v2) and rotating user tokens.
+//! - [`backup`]: cloud documents and wiki backup.
 //! - [`cards`]: card authorization sessions.
 //! - [`events`]: the webhook: decrypt, verify, de-duplicate, store, process.
 //! - [`handout`]: the token hand-out JSON other teams consume.
@@ -14,6 +15,7 @@
 //! [`Feishu`] holds the shared parts (store, settings, client, token caches,
 //! counters) and is passed explicitly to handlers and tasks.
 
+pub mod backup;
 pub mod cards;
 pub mod client;
 pub mod crypto;

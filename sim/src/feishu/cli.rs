@@ -43,6 +43,12 @@ pub struct FeishuArgs {
     /// How long an export task takes, in milliseconds.
     #[arg(long, env = "FEISHU_SIM_EXPORT_DELAY_MS", default_value_t = 1500)]
     pub export_delay_ms: u64,
+    /// Grow the drive/wiki tree to about this many nodes (0: the standard small tree).
+    #[arg(long, env = "FEISHU_SIM_TREE_NODES", default_value_t = 0)]
+    pub tree_nodes: usize,
+    /// Multiply every rate limit by this (1 = the documented limits).
+    #[arg(long, env = "FEISHU_SIM_RATE_SCALE", default_value_t = 1.0)]
+    pub rate_scale: f64,
 }
 
 /// Push retry delays.
@@ -78,6 +84,8 @@ impl FeishuArgs {
             faults: self.faults.clone(),
             retry_delays: self.retry_delays.0.clone(),
             export_delay: Duration::from_millis(self.export_delay_ms),
+            tree_nodes: self.tree_nodes,
+            rate_scale: self.rate_scale,
             ..FeishuConfig::default()
         }
     }

@@ -24,6 +24,9 @@ pub(crate) struct Doc {
     /// Uploaded files only.
     pub size: u64,
     pub owner: String,
+    /// Export tasks of this document always end with this `job_status` (API.md §6.4: 107 size
+    /// limit, 122 export denied, …): the "some failing exports" of a grown tree.
+    pub export_block: Option<i64>,
 }
 
 /// Every document by token, and a cache of body digests.
@@ -98,12 +101,16 @@ impl Docs {
     }
 
     /// `(sha256, size, export_extension)` of what a backup of `token` stores now: the download of
-    /// a file, the default export of an online document; `None` for neither.
+    /// a file, the default export of an online document; `None` for neither (and for a document
+    /// whose export is refused, so `/_sim/tree` shows `sha256: null` for it).
     pub fn backup_digest(&mut self, seed: u64, token: &str) -> Option<(String, u64, Option<&'static str>)> {
         let d = self.map.get(token)?;
         let (blob, ext) = if d.obj_type == "file" {
             (self.file_blob(seed, token)?, None)
         } else {
+            if d.export_block.is_some() {
+                return None;
+            }
             let ext = default_export(&d.obj_type)?;
             (Docs::export_blob(seed, token, d.version, ext), Some(ext))
         };

@@ -98,6 +98,7 @@ pub(crate) fn new_doc(
             version: 1,
             size,
             owner: owner.to_string(),
+            export_block: None,
         },
     );
     token
@@ -274,4 +275,143 @@ pub(crate) async fn download(
         Ok((None, _)) => ApiError::new(StatusCode::NOT_FOUND, 1061003, "file not found").into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Stream tag of the bulk content of a grown tree.
+const BULK: u64 = 0xF010;
+
+/// Folder names of a grown tree: colliding (also by case), hostile and non-ASCII ones.
+const FOLDER_NAMES: [&str; 12] = [
+    "Reports",
+    "reports",
+    "Team A",
+    "../escape",
+    "a/b\\c",
+    "CON",
+    "  padded  ",
+    "资料",
+    ".hidden",
+    "Drafts",
+    "Team A",
+    "2026",
+];
+
+/// Titles a compromised or careless tenant may hold: traversal, separators, control characters,
+/// reserved characters, dots only, a very long one.
+pub(crate) fn hostile_title(i: usize) -> String {
+    match i % 8 {
+        0 => "../../etc/passwd".into(),
+        1 => "a/b/c".into(),
+        2 => "..".into(),
+        3 => "nul\u{0}byte".into(),
+        4 => "tab\tand\nnewline".into(),
+        5 => "<>:\"|?*".into(),
+        6 => "長い".repeat(150),
+        _ => "".into(),
+    }
+}
+
+/// Grows the standard tree to about `target` nodes (drive nodes, wiki nodes and spaces) with
+/// seeded bulk content: about 70 % in Drive (nested folders up to 7 deep, one folder wider than
+/// the 200-item page, every type, colliding and hostile titles, shortcuts to documents, a folder
+/// shortcut to its own ancestor, one to itself and one to another branch; 2 % of exportable
+/// documents refuse export with 122 or 107), the rest in the wiki (see `wiki::grow`).
+pub(crate) fn grow(
+    seed: u64,
+    world: &World,
+    docs: &mut Docs,
+    drive: &mut Drive,
+    wiki: &mut super::wiki::Wiki,
+    target: usize,
+) {
+    let have = drive.nodes.len() + wiki.nodes.len() + wiki.spaces.len();
+    if target <= have {
+        return;
+    }
+    let extra = target - have;
+    let mut r = rng_for(&[seed, BULK]);
+    let owner = world.users[0].open_id.clone();
+    let drive_n = extra * 7 / 10;
+    let folder = |d: &mut Drive, r: &mut rand_chacha::ChaCha8Rng, parent: &str, name: &str| {
+        let token = format!("fldcn{}", lower(r, 22));
+        d.nodes.push(DriveNode {
+            token: token.clone(),
+            node_type: "folder".into(),
+            parent: parent.into(),
+            name: name.into(),
+            created_s: 1_749_000_000 + r.random_range(0..1_000_000u64),
+            shortcut: None,
+        });
+        token
+    };
+    let shortcut =
+        |d: &mut Drive, r: &mut rand_chacha::ChaCha8Rng, parent: &str, name: &str, t: &str, tok: &str| {
+            d.nodes.push(DriveNode {
+                token: format!("nodcn{}", lower(r, 22)),
+                node_type: "shortcut".into(),
+                parent: parent.into(),
+                name: name.into(),
+                created_s: 1_751_000_000 + r.random_range(0..1_000_000u64),
+                shortcut: Some((t.into(), tok.into())),
+            });
+        };
+    let root = drive.root.clone();
+    let bulk = folder(drive, &mut r, &root, "Bulk");
+    let mut folders = vec![(bulk.clone(), 1usize)];
+    let n_folders = (drive_n / 12).max(3);
+    for i in 0..n_folders {
+        let (parent, depth) = loop {
+            let (p, d) = folders[r.random_range(0..folders.len())].clone();
+            if d < 7 {
+                break (p, d);
+            }
+        };
+        let t = folder(drive, &mut r, &parent, FOLDER_NAMES[i % FOLDER_NAMES.len()]);
+        folders.push((t, depth + 1));
+    }
+    let wide = folder(drive, &mut r, &bulk, "Wide");
+    let deepest = folders.iter().max_by_key(|(_, d)| *d).map(|(t, _)| t.clone()).unwrap_or_default();
+    let projects =
+        drive.nodes.iter().find(|n| n.name == "Projects").map(|n| n.token.clone()).unwrap_or_default();
+    shortcut(drive, &mut r, &deepest, "Back to Bulk", "folder", &bulk);
+    shortcut(drive, &mut r, &wide, "Myself", "folder", &wide);
+    shortcut(drive, &mut r, &bulk, "Projects again", "folder", &projects);
+    let used = n_folders + 5;
+    let count = drive_n.saturating_sub(used);
+    let wide_n = if count > 600 { 230 } else { 0 };
+    let mut tokens: Vec<String> = Vec::new();
+    for i in 0..count {
+        let parent =
+            if i < wide_n { wide.clone() } else { folders[r.random_range(0..folders.len())].0.clone() };
+        if i % 50 == 49 && !tokens.is_empty() {
+            let target = tokens[r.random_range(0..tokens.len())].clone();
+            let t = docs.map.get(&target).map(|d| d.obj_type.clone()).unwrap_or_default();
+            shortcut(drive, &mut r, &parent, &format!("Link {i}"), &t, &target);
+            continue;
+        }
+        let obj_type = TYPES[i % TYPES.len()];
+        let token = new_doc(&mut r, docs, obj_type, 5000 + i, &owner, false);
+        if let Some(d) = docs.map.get_mut(&token) {
+            d.size = r.random_range(1_000..40_000);
+            if i % 5 == 0 {
+                // Same title as others in the folder: names must not collide on disk.
+                d.title = if obj_type == "file" { "Budget.pdf".into() } else { "Budget".into() };
+            } else if i % 37 == 3 {
+                d.title = hostile_title(i / 37);
+            }
+            if super::docs::exportable(obj_type) && i % 97 == 13 {
+                d.export_block = Some(if i % 2 == 0 { 122 } else { 107 });
+            }
+        }
+        drive.nodes.push(DriveNode {
+            token: token.clone(),
+            node_type: obj_type.into(),
+            parent,
+            name: String::new(),
+            created_s: 0,
+            shortcut: None,
+        });
+        tokens.push(token);
+    }
+    super::wiki::grow(&mut r, docs, wiki, world, extra - drive_n);
 }

@@ -72,6 +72,7 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     let doc = inner.docs.map.get(&token).filter(|d| d.obj_type == doc_type).cloned();
     let failure = match &doc {
         None => Some(123),
+        Some(d) if d.export_block.is_some() => d.export_block,
         Some(_) if app.config.faults.roll(seed, FeishuFaultKind::ExportFail) => {
             Some(if inner.digits(1).as_str() < "5" { 3 } else { 108 })
         }
@@ -98,6 +99,9 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
 fn job_message(status: i64) -> &'static str {
     match status {
         3 => "internal error",
+        107 => "export size limit",
+        110 => "no permission",
+        122 => "export denied",
         108 => "export timeout",
         123 => "doc not exist",
         _ => "error",

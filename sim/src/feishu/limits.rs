@@ -22,6 +22,16 @@ use super::state::{App, now_ms};
 /// Drive downloads per day before 1061045.
 const DOWNLOADS_PER_DAY: u64 = 10_000;
 
+/// `(per second, per minute)` of a route key, multiplied by `scale` (`FeishuConfig::rate_scale`).
+pub(crate) fn scaled_limits(key: &str, scale: f64) -> (Option<u64>, Option<u64>) {
+    let (s, m) = limits_for(key);
+    if scale <= 0.0 || scale == 1.0 {
+        return (s, m);
+    }
+    let f = |l: u64| ((l as f64 * scale).ceil() as u64).max(1);
+    (s.map(f), m.map(f))
+}
+
 /// `(per second, per minute)` of a route key.
 pub(crate) fn limits_for(key: &str) -> (Option<u64>, Option<u64>) {
     let route = key.split_once(' ').map(|(_, r)| r).unwrap_or(key);
@@ -77,6 +87,8 @@ pub(crate) struct Limits {
     throttled: BTreeMap<String, u64>,
     /// Extra windows (per message, per user) keyed by route and id.
     keyed: HashMap<String, Window>,
+    /// `FeishuConfig::rate_scale` (0 = not set = 1).
+    pub scale: f64,
 }
 
 /// Why a call is refused.
@@ -89,7 +101,7 @@ struct Refusal {
 impl Limits {
     fn admit(&mut self, key: &str, now: u64, burst: bool) -> Result<(u64, u64), Refusal> {
         *self.calls.entry(key.to_string()).or_default() += 1;
-        let (ps, pm) = limits_for(key);
+        let (ps, pm) = scaled_limits(key, self.scale);
         let r = self.routes.entry(key.to_string()).or_default();
         if burst {
             r.burst_until = now - now % 1000 + 1000;
@@ -136,7 +148,7 @@ impl Limits {
             .calls
             .keys()
             .map(|k| {
-                let (s, m) = limits_for(k);
+                let (s, m) = scaled_limits(k, self.scale);
                 (k, json!({"per_second": s, "per_minute": m}))
             })
             .collect();
@@ -172,6 +184,7 @@ pub(crate) async fn layer(State(app): State<App>, req: Request, next: Next) -> R
     let (admitted, log_id) = {
         let mut inner = app.lock();
         let log_id = inner.log_id();
+        inner.limits.scale = app.config.rate_scale;
         (inner.limits.admit(&key, now_ms(), burst), log_id)
     };
     let (mut resp, limit, reset) = match admitted {
@@ -232,5 +245,23 @@ mod tests {
         assert_eq!(r.limit, 100);
         assert!(r.reset_s > 1 && r.reset_s <= 60);
         assert!(l.admit("GET /open-apis/im/v1/messages", t, true).is_err(), "a burst throttles");
+    }
+
+    #[test]
+    fn limits_scale() {
+        let key = "POST /open-apis/drive/v1/export_tasks";
+        assert_eq!(scaled_limits(key, 1.0), (None, Some(100)));
+        assert_eq!(scaled_limits(key, 50.0), (None, Some(5000)));
+        assert_eq!(scaled_limits("GET /open-apis/drive/v1/files/:file_token/download", 0.1), (Some(1), None));
+        let mut l = Limits { scale: 2.0, ..Default::default() };
+        let t = 1_000_000_000u64;
+        for _ in 0..10 {
+            assert!(l.admit("GET /open-apis/drive/v1/files/:file_token/download", t, false).is_ok());
+        }
+        assert!(l.admit("GET /open-apis/drive/v1/files/:file_token/download", t, false).is_err());
+        assert_eq!(
+            l.stats()["limits"]["GET /open-apis/drive/v1/files/:file_token/download"]["per_second"],
+            10
+        );
     }
 }

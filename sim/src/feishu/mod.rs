@@ -71,6 +71,12 @@ pub struct FeishuConfig {
     pub retry_delays: Vec<Duration>,
     /// How long an export task takes.
     pub export_delay: Duration,
+    /// Drive and wiki nodes wanted in all: 0 keeps the standard small tree; more grows it with
+    /// seeded bulk content (nested folders, every type, hostile and colliding titles, shortcuts
+    /// including loops, documents whose export is refused) to about this many nodes.
+    pub tree_nodes: usize,
+    /// Multiplies every rate limit (1.0 = API.md §9), so tests of other things run fast.
+    pub rate_scale: f64,
 }
 
 impl Default for FeishuConfig {
@@ -85,6 +91,8 @@ impl Default for FeishuConfig {
             faults: FeishuFaults::default(),
             retry_delays: events::FEISHU_RETRY_DELAYS.to_vec(),
             export_delay: Duration::from_millis(1500),
+            tree_nodes: 0,
+            rate_scale: 1.0,
         }
     }
 }

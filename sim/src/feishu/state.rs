@@ -69,8 +69,9 @@ impl Shared {
         let seed = config.seed;
         let world = World::generate(seed);
         let mut docs = super::docs::Docs::default();
-        let drive = super::drive::Drive::generate(seed, &world, &mut docs);
-        let wiki = super::wiki::Wiki::generate(seed, &world, &mut docs);
+        let mut drive = super::drive::Drive::generate(seed, &world, &mut docs);
+        let mut wiki = super::wiki::Wiki::generate(seed, &world, &mut docs);
+        super::drive::grow(seed, &world, &mut docs, &mut drive, &mut wiki, config.tree_nodes);
         let inner = Inner {
             ids: rng_for(&[seed, tag::IDS]),
             auth: Default::default(),

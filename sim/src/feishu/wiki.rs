@@ -240,3 +240,88 @@ pub(crate) async fn get_node(
     resolve(&inner.wiki, &node.space_id, &caller)?;
     Ok(ok(json!({"node": node_json(&app, &inner.wiki, &inner.docs, node)})))
 }
+
+/// The wiki part of a grown tree (`drive::grow`): a team space "Knowledge base" of `count`
+/// nodes nested up to 6 deep (one node with more children than the 50-item page), every type,
+/// hostile titles, shortcut nodes to nodes of this and another space, and a deeper My Library
+/// for the first person.
+pub(crate) fn grow(
+    r: &mut rand_chacha::ChaCha8Rng,
+    docs: &mut Docs,
+    w: &mut Wiki,
+    world: &World,
+    count: usize,
+) {
+    if count == 0 {
+        return;
+    }
+    let owner = world.users[0].open_id.clone();
+    let space_id = digits(r, 19);
+    w.spaces.push(Space {
+        space_id: space_id.clone(),
+        name: "Knowledge base".into(),
+        space_type: "team".into(),
+        library_of: None,
+    });
+    let library =
+        w.spaces.iter().find(|s| s.library_of.as_deref() == Some(owner.as_str())).map(|s| s.space_id.clone());
+    let other = w.nodes.first().cloned();
+    let mut mine: Vec<(String, usize)> = Vec::new();
+    let mut lib: Vec<(String, usize)> = Vec::new();
+    let count = count.saturating_sub(1);
+    for i in 0..count {
+        let in_library = library.is_some() && i % 10 == 9;
+        let space = if in_library { library.clone().unwrap_or_default() } else { space_id.clone() };
+        let pool = if in_library { &lib } else { &mine };
+        let parent = if pool.is_empty() || i % 20 == 0 {
+            (String::new(), 0)
+        } else if !in_library && i < 70 {
+            pool[0].clone()
+        } else {
+            let p = pool[r.random_range(0..pool.len())].clone();
+            if p.1 >= 6 { (String::new(), 0) } else { p }
+        };
+        if i % 40 == 39 && !pool.is_empty() {
+            let origin = if i % 80 == 79 {
+                other.clone()
+            } else {
+                w.nodes.iter().find(|n| n.node_token == pool[r.random_range(0..pool.len())].0).cloned()
+            };
+            if let Some(o) = origin {
+                w.nodes.push(Node {
+                    space_id: space.clone(),
+                    node_token: format!("wikcn{}", lower(r, 22)),
+                    parent: parent.0.clone(),
+                    origin: Some(o.node_token.clone()),
+                    created_s: o.created_s + 1,
+                    obj_token: o.obj_token.clone(),
+                    obj_type: o.obj_type.clone(),
+                });
+                continue;
+            }
+        }
+        let obj_type = OBJ_TYPES[i % OBJ_TYPES.len()];
+        let obj_token = new_doc(r, docs, obj_type, 20_000 + i, &owner, false);
+        if let Some(d) = docs.map.get_mut(&obj_token) {
+            d.size = r.random_range(1_000..40_000);
+            if i % 31 == 7 {
+                d.title = super::drive::hostile_title(i / 31);
+            }
+            if super::docs::exportable(obj_type) && i % 89 == 21 {
+                d.export_block = Some(122);
+            }
+        }
+        let node_token = format!("wikcn{}", lower(r, 22));
+        w.nodes.push(Node {
+            space_id: space.clone(),
+            node_token: node_token.clone(),
+            obj_token,
+            obj_type: obj_type.into(),
+            parent: parent.0.clone(),
+            origin: None,
+            created_s: 1_752_000_000 + r.random_range(0..1_000_000u64),
+        });
+        let entry = (node_token, parent.1 + 1);
+        if in_library { lib.push(entry) } else { mine.push(entry) }
+    }
+}
