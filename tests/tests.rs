@@ -11,6 +11,7 @@ mod galera;
 mod hostile;
 mod ingest;
 mod media;
+mod media_distance;
 mod ops;
 mod sdk;
 mod sim;
