@@ -68,6 +68,19 @@ pub struct SettingsArgs {
     /// (meeting voice calls, some emotions): a looping download stops there [default: 4096].
     #[arg(long, env = "WEWORK_MEDIA_MAX_UNSIZED_MIB", global = true, value_name = "MIB")]
     pub media_max_unsized_mib: Option<u64>,
+    /// Most GetMediaData calls in flight per corp, parallel ranges included [default: 8].
+    #[arg(long, env = "WEWORK_MEDIA_STREAMS_PER_CORP", global = true)]
+    pub media_streams_per_corp: Option<usize>,
+    /// Most GetMediaData calls in flight in this process, all corps together [default: 32].
+    #[arg(long, env = "WEWORK_MEDIA_STREAMS_MAX", global = true)]
+    pub media_streams_max: Option<usize>,
+    /// Files at least this large (stated size) are fetched as parallel ranges [default: 64;
+    /// smaller files are many, and the media workers already fetch those side by side].
+    #[arg(long, env = "WEWORK_MEDIA_PARALLEL_MIN_MIB", global = true, value_name = "MIB")]
+    pub media_parallel_min_mib: Option<u64>,
+    /// Size of one range of a parallel download, in MiB [default: 4].
+    #[arg(long, env = "WEWORK_MEDIA_RANGE_MIB", global = true, value_name = "MIB")]
+    pub media_range_mib: Option<u64>,
     /// ffmpeg binary used to transcode voice AMR to MP3 [default: ffmpeg].
     #[arg(long, env = "FFMPEG", global = true, value_name = "PATH")]
     pub ffmpeg: Option<PathBuf>,
@@ -172,6 +185,10 @@ struct FileSettings {
     decrypt_threads: Option<usize>,
     media_concurrency: Option<usize>,
     media_max_unsized_mib: Option<u64>,
+    media_streams_per_corp: Option<usize>,
+    media_streams_max: Option<usize>,
+    media_parallel_min_mib: Option<u64>,
+    media_range_mib: Option<u64>,
     ffmpeg: Option<PathBuf>,
     change_queue: Option<String>,
     redis_prefix: Option<String>,
@@ -225,6 +242,14 @@ pub struct Config {
     pub media_concurrency: usize,
     /// Largest file accepted for a media item without a stated size, in bytes.
     pub media_max_unsized_bytes: u64,
+    /// GetMediaData calls in flight per corp (issue #16).
+    pub media_streams_per_corp: usize,
+    /// GetMediaData calls in flight in the process.
+    pub media_streams_max: usize,
+    /// Stated size from which a file is fetched as parallel ranges, in bytes.
+    pub media_parallel_min_bytes: u64,
+    /// Bytes per range of a parallel download (a multiple of the 512 KiB page).
+    pub media_range_bytes: u64,
     /// ffmpeg binary.
     pub ffmpeg: PathBuf,
     /// Redis change-queue key.
@@ -350,6 +375,16 @@ impl Config {
         if media_max_unsized_mib == 0 {
             bail!("media_max_unsized_mib must be at least 1");
         }
+        let media_streams_per_corp = pick!(media_streams_per_corp).unwrap_or(8);
+        let media_streams_max = pick!(media_streams_max).unwrap_or(32);
+        if media_streams_per_corp == 0 || media_streams_max == 0 {
+            bail!("media_streams_per_corp and media_streams_max must be at least 1");
+        }
+        let media_parallel_min_mib = pick!(media_parallel_min_mib).unwrap_or(64);
+        let media_range_mib = pick!(media_range_mib).unwrap_or(4);
+        if media_range_mib == 0 || media_range_mib > 1024 {
+            bail!("media_range_mib must be 1..=1024, got {media_range_mib}");
+        }
         let database_url = pick!(database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if !database_url.starts_with("mysql://") {
             bail!("database_url must be a mysql:// URL");
@@ -420,6 +455,10 @@ impl Config {
             decrypt_threads,
             media_concurrency,
             media_max_unsized_bytes: media_max_unsized_mib.saturating_mul(1 << 20),
+            media_streams_per_corp,
+            media_streams_max,
+            media_parallel_min_bytes: media_parallel_min_mib.saturating_mul(1 << 20),
+            media_range_bytes: media_range_mib << 20,
             ffmpeg: pick!(ffmpeg).unwrap_or_else(|| PathBuf::from("ffmpeg")),
             change_queue: pick!(change_queue).unwrap_or_else(|| "wework:corp:changes".to_owned()),
             redis_prefix: pick!(redis_prefix).unwrap_or_else(|| "wework".to_owned()),
@@ -472,6 +511,10 @@ impl std::fmt::Debug for Config {
             .field("decrypt_threads", &self.decrypt_threads)
             .field("media_concurrency", &self.media_concurrency)
             .field("media_max_unsized_bytes", &self.media_max_unsized_bytes)
+            .field("media_streams_per_corp", &self.media_streams_per_corp)
+            .field("media_streams_max", &self.media_streams_max)
+            .field("media_parallel_min_bytes", &self.media_parallel_min_bytes)
+            .field("media_range_bytes", &self.media_range_bytes)
             .field("ffmpeg", &self.ffmpeg)
             .field("change_queue", &self.change_queue)
             .field("redis_prefix", &self.redis_prefix)
@@ -506,8 +549,17 @@ fn settings_used(subcommand: &str) -> Option<Vec<&'static str>> {
     const SEAL: [&str; 2] = ["master_key", "master_key_file"];
     const INGEST: [&str; 6] =
         ["sdk_lib", "pull_limit", "calls_per_minute", "stall_alarm_hours", "decrypt_threads", "instance"];
-    const MEDIA: [&str; 5] =
-        ["msgfile_dir", "media_concurrency", "media_max_unsized_mib", "ffmpeg", "instance"];
+    const MEDIA: [&str; 9] = [
+        "msgfile_dir",
+        "media_concurrency",
+        "media_max_unsized_mib",
+        "media_streams_per_corp",
+        "media_streams_max",
+        "media_parallel_min_mib",
+        "media_range_mib",
+        "ffmpeg",
+        "instance",
+    ];
     let set = |parts: &[&[&'static str]]| Some(parts.concat());
     match subcommand {
         "migrate" => set(&[&COMMON, &["database_url"]]),

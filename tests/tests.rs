@@ -12,6 +12,7 @@ mod galera;
 mod hostile;
 mod ingest;
 mod media;
+mod media_distance;
 mod ops;
 mod recordings;
 mod sdk;

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::fault::FaultKind;
+use crate::front::Link;
 use crate::http::{Request, Response};
 use crate::media::CHUNK;
 use crate::seed::{mix, str_hash};
@@ -29,7 +30,7 @@ pub fn encrypt_sign(token: &str) -> u32 {
     ((h & 0xffff_ffff) ^ (h >> 32)) as u32
 }
 
-pub(crate) async fn handle(shared: &Arc<Shared>, req: Request) -> Reply {
+pub(crate) async fn handle(shared: &Arc<Shared>, link: &Link, req: Request) -> Reply {
     let endpoint = match (req.method.as_str(), req.path()) {
         ("GET", "/cgi-bin/gettoken") => Endpoint::GetToken,
         ("POST", "/cgi-bin/message/getchatdata") => Endpoint::GetChatData,
@@ -41,7 +42,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: Request) -> Reply {
     let reply = match endpoint {
         Endpoint::GetToken => gettoken(shared, &req),
         Endpoint::GetChatData => getchatdata(shared, &req).await,
-        Endpoint::GetChatMediaData => getchatmediadata(shared, &req).await,
+        Endpoint::GetChatMediaData => getchatmediadata(shared, link, &req).await,
         Endpoint::Other => Reply::Normal(Response::json(
             404,
             r#"{"errcode":-1,"errmsg":"not found"}"#.into(),
@@ -211,7 +212,7 @@ fn parse_range(v: &str) -> Option<(u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
-async fn getchatmediadata(shared: &Arc<Shared>, req: &Request) -> Reply {
+async fn getchatmediadata(shared: &Arc<Shared>, link: &Link, req: &Request) -> Reply {
     let auth = authorize(shared, req);
     let body: Option<MediaReq> = serde_json::from_slice(&req.body).ok();
     let fileid = body.as_ref().and_then(|b| b.fileid.clone()).unwrap_or_default();
@@ -220,7 +221,15 @@ async fn getchatmediadata(shared: &Arc<Shared>, req: &Request) -> Reply {
         Some(Some((a, _))) => a,
         _ => 0,
     };
-    shared.with_stats(|s| *s.media_requests.entry((fileid.clone(), start)).or_insert(0) += 1);
+    let asked = shared.with_stats(|s| {
+        let n = s.media_requests.entry((fileid.clone(), start)).or_insert(0);
+        *n += 1;
+        *n
+    });
+    if matches!(link.failing_media_offset, Some((at, times)) if at == start && asked <= times) {
+        shared.count_fault(FaultKind::Http500);
+        return Reply::Normal(Response::status_page(500));
+    }
     let identity = mix(&[3, str_hash(&fileid), start]);
     let fault = shared.decide(
         Endpoint::GetChatMediaData,

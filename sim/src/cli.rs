@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// Access-token lifetime in seconds.
     #[arg(long, env = "WEWORK_SIM_TOKEN_TTL", default_value_t = 7200)]
     pub token_ttl: u64,
+    /// Distance: delay every API reply by this many milliseconds (one round trip per
+    /// request), deterministically.
+    #[arg(long, env = "WEWORK_SIM_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Pace reply bodies to this many megabits per second per connection (default:
+    /// unlimited).
+    #[arg(long, env = "WEWORK_SIM_BANDWIDTH_MBPS")]
+    pub bandwidth_mbps: Option<f64>,
     /// Write the manifest (proxy URL, credentials, keys) to this file once listening.
     #[arg(long, env = "WEWORK_SIM_MANIFEST")]
     pub manifest: Option<PathBuf>,
@@ -59,6 +67,8 @@ impl ServeArgs {
             slow: Duration::from_millis(self.slow_ms),
             big_video: self.big_video,
             token_ttl: Duration::from_secs(self.token_ttl),
+            latency: Duration::from_millis(self.latency_ms),
+            bandwidth_mbps: self.bandwidth_mbps,
             ..SimConfig::default()
         }
     }
@@ -167,6 +177,10 @@ mod tests {
             "50MiB",
             "--manifest",
             "/tmp/m.json",
+            "--latency-ms",
+            "40",
+            "--bandwidth-mbps",
+            "100",
         ])
         .unwrap();
         let cfg = c.serve.config();
@@ -174,6 +188,7 @@ mod tests {
         assert_eq!(cfg.faults.rate(crate::FaultKind::Cut), 0.02);
         assert_eq!(cfg.slow, Duration::from_secs(3));
         assert_eq!(cfg.big_video, Some(50 << 20));
+        assert_eq!((cfg.latency, cfg.bandwidth_mbps), (Duration::from_millis(40), Some(100.0)));
         assert!(Cli::try_parse_from(["x", "--faults", "bogus=1"]).is_err());
     }
 

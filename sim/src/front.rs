@@ -27,6 +27,37 @@ pub const API_HOST: &str = "qyapi.weixin.qq.com";
 /// must not hold a task forever.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The distance model (issue #16): how far away the simulated server is.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Link {
+    /// Added before every API reply.
+    pub latency: Duration,
+    /// Reply bodies are paced to this rate; None: unlimited.
+    pub bytes_per_sec: Option<f64>,
+    /// Media ranges starting at this offset fail (HTTP 500) this many times first.
+    pub failing_media_offset: Option<(u64, u64)>,
+}
+
+/// Counts one getchatmediadata request in flight until dropped (for
+/// [`crate::SimStats::media_max_in_flight`]).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.with_stats(|s| {
+            s.media_in_flight += 1;
+            s.media_max_in_flight = s.media_max_in_flight.max(s.media_in_flight);
+        });
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.with_stats(|s| s.media_in_flight -= 1);
+    }
+}
+
 /// Builds the TLS acceptor with a fresh self-signed certificate for [`API_HOST`]; returns the
 /// acceptor and the certificate (DER).
 pub fn tls_acceptor() -> anyhow::Result<(TlsAcceptor, Vec<u8>)> {
@@ -45,6 +76,7 @@ pub fn tls_acceptor() -> anyhow::Result<(TlsAcceptor, Vec<u8>)> {
 pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
     tls: TlsAcceptor,
+    link: Arc<Link>,
     mut tcp: TcpStream,
     cancel: CancellationToken,
 ) {
@@ -59,12 +91,12 @@ pub(crate) async fn serve_connection(
             0x05 => {
                 if socks5_handshake(&mut tcp).await? {
                     count_tunnel(&shared, Tunnel::Socks5);
-                    serve_tls(&shared, &tls, tcp, &cancel).await?;
+                    serve_tls(&shared, &tls, &link, tcp, &cancel).await?;
                 }
             }
             0x16 => {
                 count_tunnel(&shared, Tunnel::DirectTls);
-                serve_tls(&shared, &tls, tcp, &cancel).await?;
+                serve_tls(&shared, &tls, &link, tcp, &cancel).await?;
             }
             _ => {
                 let head = http::read_head(&mut tcp).await?;
@@ -80,11 +112,11 @@ pub(crate) async fn serve_connection(
                     }
                     tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
                     count_tunnel(&shared, Tunnel::Connect);
-                    serve_tls(&shared, &tls, tcp, &cancel).await?;
+                    serve_tls(&shared, &tls, &link, tcp, &cancel).await?;
                 } else {
                     count_tunnel(&shared, Tunnel::PlainHttp);
                     let req = read_body(&mut tcp, req).await?;
-                    answer(&shared, tcp, req, &cancel).await?;
+                    answer(&shared, &link, tcp, req, &cancel).await?;
                 }
             }
         }
@@ -92,7 +124,7 @@ pub(crate) async fn serve_connection(
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
-        r = tokio::time::timeout(CLIENT_DEADLINE + shared.slow, work) => match r {
+        r = tokio::time::timeout(CLIENT_DEADLINE + shared.slow + link.latency, work) => match r {
             Ok(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
             Err(_) => tracing::debug!("connection timed out"),
             Ok(Ok(())) => {}
@@ -120,33 +152,45 @@ async fn read_body<S: AsyncRead + Unpin>(s: &mut S, mut req: Request) -> anyhow:
 async fn serve_tls(
     shared: &Arc<Shared>,
     tls: &TlsAcceptor,
+    link: &Link,
     tcp: TcpStream,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut stream = tls.accept(tcp).await?;
     let req = http::read_request(&mut stream).await?;
-    answer(shared, stream, req, cancel).await
+    answer(shared, link, stream, req, cancel).await
 }
 
-/// Handles the request and writes the reply, applying `slow` and `cut`.
+/// Handles the request and writes the reply, applying the link's latency and pacing, and
+/// `slow` and `cut`.
 async fn answer<S: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
+    link: &Link,
     mut s: S,
     req: Request,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    match api::handle(shared, req).await {
+    let _in_flight = (req.path() == "/cgi-bin/message/getchatmediadata").then(|| InFlight::new(shared));
+    let reply = api::handle(shared, link, req).await;
+    let delay = match &reply {
+        Reply::Slow(_) => shared.slow + link.latency,
+        _ => link.latency,
+    };
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    let pace = link.bytes_per_sec;
+    match reply {
         Reply::Normal(r) => {
-            r.write_to(&mut s, None).await?;
+            r.write_paced(&mut s, None, pace).await?;
             s.shutdown().await?;
         }
         Reply::Slow(r) => {
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(shared.slow) => {}
-            }
             // The client has usually given up by now; a failed write is expected.
-            if r.write_to(&mut s, None).await.is_ok() {
+            if r.write_paced(&mut s, None, pace).await.is_ok() {
                 let _ = s.shutdown().await;
             }
         }
@@ -154,7 +198,7 @@ async fn answer<S: AsyncWrite + Unpin>(
             // Headers promise the full Content-Length; the connection dies half way, with no
             // TLS close_notify.
             let half = r.body.len() / 2;
-            r.write_to(&mut s, Some(half)).await?;
+            r.write_paced(&mut s, Some(half), pace).await?;
             drop(s);
         }
     }

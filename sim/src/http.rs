@@ -222,6 +222,31 @@ impl Response {
         s.write_all(&out).await?;
         s.flush().await
     }
+
+    /// [`Response::write_to`], with the body paced to `bytes_per_sec` when given (a link
+    /// of limited bandwidth): written in small pieces, each sent no earlier than the rate
+    /// allows, measured from the first body byte.
+    pub async fn write_paced<S: AsyncWrite + Unpin>(
+        &self,
+        s: &mut S,
+        cut_at: Option<usize>,
+        bytes_per_sec: Option<f64>,
+    ) -> std::io::Result<()> {
+        let Some(rate) = bytes_per_sec else { return self.write_to(s, cut_at).await };
+        /// Bytes per paced write: small enough to pace smoothly, large enough to be cheap.
+        const PIECE: usize = 16 * 1024;
+        s.write_all(&self.head_bytes()).await?;
+        let n = cut_at.map_or(self.body.len(), |c| c.min(self.body.len()));
+        let start = tokio::time::Instant::now();
+        let mut sent = 0usize;
+        for piece in self.body[..n].chunks(PIECE) {
+            s.write_all(piece).await?;
+            s.flush().await?;
+            sent += piece.len();
+            tokio::time::sleep_until(start + std::time::Duration::from_secs_f64(sent as f64 / rate)).await;
+        }
+        s.flush().await
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +277,19 @@ mod tests {
     #[test]
     fn percent() {
         assert_eq!(percent_decode("a%20b+c%zz%4"), "a b c%zz%4");
+    }
+
+    #[tokio::test]
+    async fn paced_writes_take_the_time_the_rate_says() {
+        let r = Response::json(200, "x".repeat(100_000), 0, "ok");
+        let mut out = Vec::new();
+        let t = std::time::Instant::now();
+        // 1 MB/s: 100 kB of body take 0.1 s at least.
+        r.write_paced(&mut out, None, Some(1e6)).await.unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(95), "{:?}", t.elapsed());
+        let mut plain = Vec::new();
+        r.write_to(&mut plain, None).await.unwrap();
+        assert_eq!(out, plain, "pacing changes the timing, never the bytes");
     }
 
     #[test]

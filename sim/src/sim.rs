@@ -60,6 +60,17 @@ pub struct SimConfig {
     pub vote_nested: bool,
     /// Write `chatrecord.item[].msgtime` in ms instead of seconds (FORMAT.md §4).
     pub chatrecord_msgtime_ms: bool,
+    /// Distance to the server (issue #16): every API reply is sent this long after its
+    /// request was handled, one round trip per request (the SDK makes one request per
+    /// connection). Zero: loopback speed.
+    pub latency: Duration,
+    /// Bandwidth of each connection in megabits per second: reply bodies are paced to it
+    /// (after the latency). None: as fast as the socket takes them.
+    pub bandwidth_mbps: Option<f64>,
+    /// Test steering: getchatmediadata requests for a range starting at this byte offset
+    /// (of any file) answer HTTP 500 this many times before they are served — a range that
+    /// fails repeatedly, the same way in every run.
+    pub failing_media_offset: Option<(u64, u64)>,
 }
 
 impl Default for SimConfig {
@@ -78,6 +89,9 @@ impl Default for SimConfig {
             epoch_ms: 1_741_564_800_000,
             vote_nested: false,
             chatrecord_msgtime_ms: false,
+            latency: Duration::ZERO,
+            bandwidth_mbps: None,
+            failing_media_offset: None,
         }
     }
 }
@@ -92,6 +106,13 @@ impl SimConfig {
                 "rate must be in (0, 100000], got {r}"
             );
         }
+        if let Some(b) = self.bandwidth_mbps {
+            anyhow::ensure!(
+                b.is_finite() && b > 0.0,
+                "bandwidth must be a positive number of Mbit/s, got {b}"
+            );
+        }
+        anyhow::ensure!(self.latency <= Duration::from_secs(60), "latency must be at most 60 s");
         Ok(())
     }
 
@@ -248,7 +269,12 @@ impl Simulator {
         let (tls, cert_der) = front::tls_acceptor()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(accept_loop(listener, shared.clone(), tls, cancel.clone(), tracker.clone()));
+        let link = Arc::new(front::Link {
+            latency: config.latency,
+            bytes_per_sec: config.bandwidth_mbps.map(|m| m * 1e6 / 8.0),
+            failing_media_offset: config.failing_media_offset,
+        });
+        tracker.spawn(accept_loop(listener, shared.clone(), tls, link, cancel.clone(), tracker.clone()));
         if let Some(rate) = config.rate {
             tracker.spawn(live(shared.clone(), rate, cancel.clone()));
         }
@@ -378,6 +404,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: tokio_rustls::TlsAcceptor,
+    link: Arc<front::Link>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -388,7 +415,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, _)) => {
-                tracker.spawn(front::serve_connection(shared.clone(), tls.clone(), tcp, cancel.clone()));
+                tracker.spawn(front::serve_connection(
+                    shared.clone(),
+                    tls.clone(),
+                    link.clone(),
+                    tcp,
+                    cancel.clone(),
+                ));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -54,6 +54,11 @@ pub struct SimStats {
     pub records_served: u64,
     /// Media chunks returned intact and completely.
     pub media_chunks_served: u64,
+    /// getchatmediadata requests being answered right now (latency included).
+    pub media_in_flight: u64,
+    /// The most getchatmediadata requests ever answered at once (all corps together):
+    /// what a client's parallel ranges really asked of the server.
+    pub media_max_in_flight: u64,
 }
 
 impl SimStats {

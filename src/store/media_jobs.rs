@@ -94,3 +94,90 @@ impl super::Store {
         Ok(conn.affected_rows() == 1)
     }
 }
+
+/// One range of a parallel media download (`media_ranges`, 0014): bytes
+/// `[start, done)` of `[start, end)` are durable in the `.part` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// One past the last durable byte (`start..=end`).
+    pub done: u64,
+}
+
+impl MediaRange {
+    /// Whether every byte of it is durable.
+    pub fn is_finished(&self) -> bool {
+        self.done >= self.end
+    }
+}
+
+impl super::Store {
+    /// The recorded ranges of a job's parallel download, by start.
+    pub async fn media_ranges(&self, job_id: u64) -> Result<Vec<MediaRange>, StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(u64, u64, u64)> = conn
+            .exec(
+                "SELECT range_start, range_end, done_to FROM media_ranges WHERE job_id = ? ORDER BY range_start",
+                (job_id,),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|(start, end, done)| MediaRange { start, end, done }).collect())
+    }
+
+    /// Records durable progress of several ranges of one job and renews its claim,
+    /// in one transaction conditioned on the claim: false (nothing written) when the
+    /// claim is no longer `claim_token`'s. `claim_ttl_us` is the renewed claim's
+    /// lifetime; `chunks` is added to the job's chunk count.
+    pub async fn record_media_ranges(
+        &self,
+        job_id: u64,
+        claim_token: u64,
+        claim_ttl_us: u64,
+        chunks: u32,
+        ranges: &[MediaRange],
+    ) -> Result<bool, StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        let mut opts = mysql_async::TxOpts::default();
+        opts.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+        let mut tx = conn.start_transaction(opts).await?;
+        // `chunks` grows with every write, so a matched row always counts as affected.
+        tx.exec_drop(
+            "UPDATE media_jobs SET chunks = chunks + ?, claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+             WHERE id = ? AND claim_token = ? AND state = 'downloading'",
+            (chunks.max(1), claim_ttl_us, job_id, claim_token),
+        )
+        .await?;
+        if tx.affected_rows() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if !ranges.is_empty() {
+            let row = "(?, ?, ?, ?)";
+            let sql = format!(
+                "INSERT INTO media_ranges (job_id, range_start, range_end, done_to) VALUES {}
+                 ON DUPLICATE KEY UPDATE range_end = VALUES(range_end), done_to = GREATEST(done_to, VALUES(done_to))",
+                vec![row; ranges.len()].join(",")
+            );
+            let params: Vec<mysql_async::Value> = ranges
+                .iter()
+                .flat_map(|r| [job_id.into(), r.start.into(), r.end.into(), r.done.into()])
+                .collect();
+            tx.exec_drop(sql, params).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Forgets a job's ranges (its `.part` file was placed, emptied or discarded).
+    pub async fn clear_media_ranges(&self, job_id: u64) -> Result<(), StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        conn.exec_drop("DELETE FROM media_ranges WHERE job_id = ?", (job_id,)).await?;
+        Ok(())
+    }
+}

@@ -34,10 +34,105 @@ struct FetchRequest {
     out: mpsc::Sender<ChunkResult>,
 }
 
+/// Bytes per GetMediaData chunk: the SDK's own page (PROTOCOL.md §5.3); range
+/// requests use the same aligned pages.
+pub const CHUNK: u64 = 512 * 1024;
+
+/// One range of a file for a range stream: pages at `from`, `from + CHUNK`, …
+/// up to `until`, of a ciphertext `total` bytes long.
+struct RangeRequest {
+    sdkfileid: String,
+    from: u64,
+    until: u64,
+    total: u64,
+    net: NetOptions,
+    stream: usize,
+    out: mpsc::Sender<RangeEvent>,
+}
+
+enum Request {
+    Follow(FetchRequest),
+    Range(RangeRequest),
+}
+
+/// What a range stream reports, in order: its pages, then at most one error, then
+/// [`RangeEventKind::End`] (always, even if the fetch thread panics).
+#[derive(Debug)]
+pub struct RangeEvent {
+    /// Which stream (as given to [`Fetcher::fetch_range`]).
+    pub stream: usize,
+    /// The file offset the page was asked for.
+    pub offset: u64,
+    /// The page, the error, or the end.
+    pub kind: RangeEventKind,
+}
+
+/// See [`RangeEvent`].
+#[derive(Debug)]
+pub enum RangeEventKind {
+    /// A page at `offset`.
+    Chunk(MediaChunk),
+    /// The call at `offset` failed; the stream stops.
+    Failed(SdkError),
+    /// The stream is idle again.
+    End,
+}
+
+/// The SDK index of the page at `offset` of a ciphertext `total` bytes long: a
+/// 16-aligned start and a length that is a multiple of 16 (PROTOCOL.md §4: the
+/// SDK refuses anything else with 10000).
+pub fn page_index(offset: u64, total: u64) -> String {
+    let end = (offset + CHUNK).min(total) - 1;
+    format!("Range:bytes={offset}-{end}")
+}
+
+/// Sends [`RangeEventKind::End`] when dropped, so the writer learns that a stream
+/// is idle even when its thread unwinds.
+struct EndGuard<'a> {
+    out: &'a mpsc::Sender<RangeEvent>,
+    stream: usize,
+    offset: u64,
+}
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.out.blocking_send(RangeEvent {
+            stream: self.stream,
+            offset: self.offset,
+            kind: RangeEventKind::End,
+        });
+    }
+}
+
+fn fetch_range(sdk: &Sdk, req: &RangeRequest) {
+    let mut guard = EndGuard { out: &req.out, stream: req.stream, offset: req.from };
+    let mut offset = req.from;
+    while offset < req.until && offset < req.total {
+        if req.out.is_closed() {
+            return;
+        }
+        guard.offset = offset;
+        let event = |kind| RangeEvent { stream: req.stream, offset, kind };
+        match sdk.get_media_chunk(&page_index(offset, req.total), &req.sdkfileid, &req.net) {
+            Ok(chunk) => {
+                let finished = chunk.is_finish;
+                if req.out.blocking_send(event(RangeEventKind::Chunk(chunk))).is_err() || finished {
+                    return;
+                }
+                offset += CHUNK;
+            }
+            Err(e) => {
+                let _ = req.out.blocking_send(event(RangeEventKind::Failed(e)));
+                return;
+            }
+        }
+    }
+}
+
 /// A thread owning one SDK instance (`Sdk` is `Send`, not `Sync`: one thread uses
 /// it for its whole life) that streams the chunks of one file at a time.
 pub struct Fetcher {
-    requests: Option<std_mpsc::Sender<FetchRequest>>,
+    requests: Option<std_mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -50,7 +145,7 @@ impl Fetcher {
         name: String,
     ) -> Result<Fetcher, SdkError> {
         let sdk = lib.new_sdk(corpid, secret)?;
-        let (tx, rx) = std_mpsc::channel::<FetchRequest>();
+        let (tx, rx) = std_mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || fetch_loop(sdk, rx))
@@ -68,9 +163,38 @@ impl Fetcher {
         // The thread only ends when `requests` is dropped, so sending cannot fail;
         // if it ever did, the receiver would just see the stream end.
         if let Some(tx) = &self.requests {
-            let _ = tx.send(req);
+            let _ = tx.send(Request::Follow(req));
         }
         rx
+    }
+
+    /// Fetches the pages of `[from, until)` of a file whose ciphertext is `total`
+    /// bytes long, each at its own aligned index, reporting to `out` as `stream`
+    /// (see [`RangeEvent`]). Used by parallel ranges (issue #16): several fetchers,
+    /// each with its own SDK instance, on different ranges of one file.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch_range(
+        &self,
+        sdkfileid: &str,
+        from: u64,
+        until: u64,
+        total: u64,
+        net: &NetOptions,
+        stream: usize,
+        out: mpsc::Sender<RangeEvent>,
+    ) {
+        let req = RangeRequest {
+            sdkfileid: sdkfileid.to_owned(),
+            from,
+            until,
+            total,
+            net: net.clone(),
+            stream,
+            out,
+        };
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(Request::Range(req));
+        }
     }
 
     /// Stops the thread and waits for it (after its call in progress, if any), so
@@ -90,8 +214,15 @@ impl Drop for Fetcher {
     }
 }
 
-fn fetch_loop(sdk: Sdk, requests: std_mpsc::Receiver<FetchRequest>) {
+fn fetch_loop(sdk: Sdk, requests: std_mpsc::Receiver<Request>) {
     for req in requests {
+        let req = match req {
+            Request::Follow(req) => req,
+            Request::Range(req) => {
+                fetch_range(&sdk, &req);
+                continue;
+            }
+        };
         let mut index = req.index;
         loop {
             if req.out.is_closed() {
@@ -157,65 +288,48 @@ impl PartFile {
     /// which.
     pub fn open(path: &Path, keep: u64) -> Result<PartFile, PartError> {
         let io_err = |source| PartError::Io { path: path.to_owned(), source };
-        if let Some(dir) = path.parent() {
-            create_dir_durably(dir).map_err(io_err)?;
-            refuse_symlinked_dirs(dir).map_err(io_err)?;
-        }
-        // A fresh download creates its .part itself (create-new), so nothing
-        // planted at that path is ever written through; a resumed one opens the
-        // existing file with O_NOFOLLOW (a symlink is refused) and refuses a
-        // file with other hard links (one could point anywhere on the machine).
-        let created = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path);
-        let mut file = match created {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(io_err)?,
-            Err(e) => return Err(io_err(e)),
-        };
-        let meta = file.metadata().map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "part path is not a regular file",
-            )));
-        }
-        if std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "part file has other hard links; refusing to write through it",
-            )));
-        }
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(PartError::Busy { path: path.to_owned() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
+        let mut file = open_locked(path)?;
         let have = file.metadata().map_err(io_err)?.len();
         let keep = if have >= keep { keep } else { 0 };
         file.set_len(keep).map_err(io_err)?;
         let mut verifier = Verifier::new();
-        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        let mut buf = vec![0u8; READ_BUF];
-        let mut left = keep;
-        while left > 0 {
-            let n = file.read(&mut buf[..READ_BUF.min(left as usize)]).map_err(io_err)?;
-            if n == 0 {
-                return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "part file shrank")));
-            }
-            verifier.update(&buf[..n]);
-            left -= n as u64;
-        }
+        hash_prefix(&mut file, keep, &mut verifier).map_err(io_err)?;
         file.seek(SeekFrom::Start(keep)).map_err(io_err)?;
         Ok(PartFile { file, path: path.to_owned(), verifier })
+    }
+
+    /// Opens and locks `path` for a download by parallel ranges, written in place
+    /// ([`PartFile::writer`]). With `keep`, its bytes stay as they are (the ranges
+    /// recorded durable are in it); otherwise it is emptied. Nothing is hashed until
+    /// [`PartFile::rehash`].
+    pub fn open_ranged(path: &Path, keep: bool) -> Result<PartFile, PartError> {
+        let io_err = |source| PartError::Io { path: path.to_owned(), source };
+        let file = open_locked(path)?;
+        if !keep {
+            file.set_len(0).map_err(io_err)?;
+        }
+        Ok(PartFile { file, path: path.to_owned(), verifier: Verifier::new() })
+    }
+
+    /// Bytes on disk (not the hashed length: see [`PartFile::len`]).
+    pub fn disk_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// A second handle on the same open, locked file, for positioned writes
+    /// (`write_all_at`) and `sync_data` from blocking tasks.
+    pub fn writer(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// Cuts the file to `len` bytes and hashes all of them, in order: the md5 of a
+    /// file written by ranges, computed once every range is durable.
+    pub fn rehash(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.verifier = Verifier::new();
+        hash_prefix(&mut self.file, len, &mut self.verifier)?;
+        self.file.seek(SeekFrom::Start(len))?;
+        Ok(())
     }
 
     /// Bytes in the file.
@@ -281,6 +395,65 @@ impl PartFile {
     pub fn discard(self) -> io::Result<()> {
         std::fs::remove_file(&self.path)
     }
+}
+
+/// Opens (creating its directory) and locks a `.part` file, refusing symlinks,
+/// hard links and anything that is not a regular file.
+fn open_locked(path: &Path) -> Result<File, PartError> {
+    let io_err = |source| PartError::Io { path: path.to_owned(), source };
+    if let Some(dir) = path.parent() {
+        create_dir_durably(dir).map_err(io_err)?;
+        refuse_symlinked_dirs(dir).map_err(io_err)?;
+    }
+    // A fresh download creates its .part itself (create-new), so nothing
+    // planted at that path is ever written through; a resumed one opens the
+    // existing file with O_NOFOLLOW (a symlink is refused) and refuses a
+    // file with other hard links (one could point anywhere on the machine).
+    let created =
+        OpenOptions::new().read(true).write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path);
+    let file = match created {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_err)?,
+        Err(e) => return Err(io_err(e)),
+    };
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "part path is not a regular file")));
+    }
+    if std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err(io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "part file has other hard links; refusing to write through it",
+        )));
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(PartError::Busy { path: path.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    Ok(file)
+}
+
+/// Hashes the first `len` bytes of `file` into `verifier`, streaming.
+fn hash_prefix(file: &mut File, len: u64, verifier: &mut Verifier) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; READ_BUF.min(len.max(1) as usize)];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "part file shrank"));
+        }
+        verifier.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Refuses the corp and month directories (the two levels the layout creates

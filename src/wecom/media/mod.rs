@@ -8,6 +8,8 @@
 //!      │  chunks (≤ 2 ahead)                   index "" → Range:bytes=0-524287 → … → is_finish
 //!      ▼
 //!  .part file: append + md5 + fsync ──▶ progress (next_index, bytes_done) in the database  download, queue
+//!      (large files: parallel ranges, each stream its own Sdk, pwrite in place,
+//!       durable ranges in media_ranges, md5 of the whole file at the end)           worker/ranges
 //!      │ finish: size + md5 check (verify), fsync, rename into <corpid>/<yyyymm>/<msgid>[_n].<ext>  verify, layout
 //!      ▼
 //!  job done + message status in one transaction; voice → MP3 with ffmpeg                   queue, transcode
@@ -148,6 +150,17 @@ pub struct MediaOptions {
     pub requeue_cap: Duration,
     /// Size/md5 mismatches before a job is `corrupt`.
     pub max_verify_failures: u32,
+    /// GetMediaData calls in flight per corp, parallel ranges included (issue #16).
+    pub streams_per_corp: usize,
+    /// GetMediaData calls in flight in the process, all corps together.
+    pub streams_max: usize,
+    /// Stated size from which a file is fetched as parallel ranges.
+    pub parallel_min_bytes: u64,
+    /// Bytes per range (a multiple of the 512 KiB page).
+    pub range_bytes: u64,
+    /// How long the range streams of one file are measured before deciding whether
+    /// one more stream made it faster.
+    pub adapt_window: Duration,
 }
 
 impl MediaOptions {
@@ -170,6 +183,11 @@ impl MediaOptions {
             requeue_base: Duration::from_secs(30),
             requeue_cap: Duration::from_secs(3600),
             max_verify_failures: 3,
+            streams_per_corp: config.media_streams_per_corp.max(1),
+            streams_max: config.media_streams_max.max(1),
+            parallel_min_bytes: config.media_parallel_min_bytes,
+            range_bytes: config.media_range_bytes.div_ceil(download::CHUNK).max(1) * download::CHUNK,
+            adapt_window: Duration::from_millis(500),
         }
     }
 }
@@ -186,13 +204,17 @@ pub struct MediaContext {
     /// Counters (export them as metrics).
     pub stats: Arc<MediaStats>,
     transcoder: Arc<Transcoder>,
+    /// Permits for GetMediaData calls in flight, all corps together
+    /// ([`MediaOptions::streams_max`]).
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl MediaContext {
     /// A context with fresh counters.
     pub fn new(store: Store, lib: &'static Library, opts: MediaOptions) -> MediaContext {
         let transcoder = Arc::new(Transcoder::new(opts.ffmpeg.clone(), opts.transcode_timeout));
-        MediaContext { store, lib, opts: Arc::new(opts), stats: Arc::default(), transcoder }
+        let streams = Arc::new(tokio::sync::Semaphore::new(opts.streams_max.max(1)));
+        MediaContext { store, lib, opts: Arc::new(opts), stats: Arc::default(), transcoder, streams }
     }
 
     /// A context with the settings of `config`.

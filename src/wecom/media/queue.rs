@@ -318,6 +318,16 @@ impl Queue {
         &self.corpid
     }
 
+    /// How long a claim lasts after each write.
+    pub fn claim_ttl(&self) -> Duration {
+        self.claim_ttl
+    }
+
+    /// The claim lifetime in microseconds, for SQL intervals.
+    pub fn claim_ttl_micros(&self) -> u64 {
+        micros(self.claim_ttl)
+    }
+
     /// Puts this instance's own `downloading` jobs back in the queue: at start, no
     /// worker of ours can still hold them (a crash or a kill left them behind).
     pub async fn reclaim_own(&self) -> Result<u64, StoreError> {

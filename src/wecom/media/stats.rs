@@ -18,6 +18,12 @@ pub struct MediaStats {
     pub verify_failures: AtomicU64,
     /// GetMediaData calls retried after a transient error.
     pub retries: AtomicU64,
+    /// Files fetched as parallel ranges (issue #16).
+    pub ranged_files: AtomicU64,
+    /// Ranges finished (durable) by parallel downloads.
+    pub ranges_done: AtomicU64,
+    /// The most range streams one file used at once.
+    pub streams_peak: AtomicU64,
     /// Voice files transcoded to MP3.
     pub transcoded: AtomicU64,
     /// Voice transcodes that failed.

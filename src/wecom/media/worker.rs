@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,8 @@ use crate::store::{CorpId, StoreError};
 use crate::wecom::ingest::CorpSpec;
 use crate::wecom::media_refs::MediaKind;
 use crate::wecom::sdk::{MediaChunk, NetOptions, SdkError};
+
+mod ranges;
 
 /// Most chunks written (and fsynced) together when the writer falls behind.
 const MAX_BATCH: usize = 8;
@@ -129,6 +132,17 @@ struct CorpRun {
     files: AtomicU64,
     bytes: AtomicU64,
     chunks: AtomicU64,
+    /// Permits for this corp's GetMediaData calls in flight
+    /// ([`super::MediaOptions::streams_per_corp`]): every worker holds one while
+    /// it has a job, every extra range stream one more.
+    streams: Arc<Semaphore>,
+}
+
+/// One GetMediaData stream's right to run: a permit of its corp and one of the
+/// process.
+struct StreamPermit {
+    _corp: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
 }
 
 /// Runs `f` on the blocking pool (file I/O), re-raising its panic.
@@ -177,11 +191,32 @@ impl CorpRun {
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             chunks: AtomicU64::new(0),
+            streams: Arc::new(Semaphore::new(ctx.opts.streams_per_corp.max(1))),
         }))
     }
 
     fn store_err(&self, source: StoreError) -> MediaError {
         MediaError::Store { corpid: self.corpid.to_string(), source }
+    }
+
+    /// Waits for a stream permit (corp, then process); None when cancelled first.
+    async fn stream_permit(&self, cancel: &CancellationToken) -> Option<StreamPermit> {
+        let acquire = async {
+            let corp = self.streams.clone().acquire_owned().await.ok()?;
+            let global = self.ctx.streams.clone().acquire_owned().await.ok()?;
+            Some(StreamPermit { _corp: corp, _global: global })
+        };
+        tokio::select! {
+            p = acquire => p,
+            _ = cancel.cancelled() => None,
+        }
+    }
+
+    /// A stream permit if one is free now (for one more range stream).
+    fn try_stream_permit(&self) -> Option<StreamPermit> {
+        let corp = self.streams.clone().try_acquire_owned().ok()?;
+        let global = self.ctx.streams.clone().try_acquire_owned().ok()?;
+        Some(StreamPermit { _corp: corp, _global: global })
     }
 
     fn paused_until(&self) -> Option<Instant> {
@@ -254,11 +289,15 @@ impl CorpRun {
                 self.refresh_counts().await;
                 counted = Instant::now();
             }
+            // The worker's own stream: taken before a claim, so a job never waits
+            // for a permit while its claim runs out.
+            let Some(permit) = self.stream_permit(cancel).await else { break };
             let claimed = self.queue.claim().await;
             let wait = match claimed {
                 Ok(Some(job)) => {
                     db.reset();
                     let result = self.download(fetcher, &job, cancel).await;
+                    drop(permit);
                     self.settle(job, result, mode).await?;
                     continue;
                 }
@@ -275,6 +314,7 @@ impl CorpRun {
                 }
                 Err(e) => self.db_failed(&mut db, mode, e)?,
             };
+            drop(permit);
             if sleep_or_cancel(wait, cancel).await {
                 break;
             }
@@ -303,28 +343,51 @@ impl CorpRun {
         let opts = &self.ctx.opts;
         let paths = ItemPaths::new(&self.corpid, job.msgtime, &job.msgid, job.item_index);
         let part_path = opts.root.join(paths.part());
-        // Durable progress needs its index; without one, start over.
-        let keep = if job.next_index.is_empty() { 0 } else { job.bytes_done };
-        let open_path = part_path.clone();
-        let mut part = blocking(move || PartFile::open(&open_path, keep)).await.map_err(Stop::Part)?;
-        let mut index = if !part.is_empty() { job.next_index.clone() } else { String::new() };
-        if !part.is_empty() {
+        // Large files come as parallel ranges (issue #16), unless a download by the
+        // single loop is already under way (its progress is an index, not ranges).
+        let ranged = match job.size {
+            Some(size) => size >= opts.parallel_min_bytes && job.next_index.is_empty(),
+            None => false,
+        };
+        let mut part = if ranged {
+            let rows = self.ctx.store.media_ranges(job.id).await.map_err(Stop::Store)?;
+            let open_path = part_path.clone();
+            blocking(move || PartFile::open_ranged(&open_path, !rows.is_empty())).await.map_err(Stop::Part)?
+        } else {
+            // Durable progress needs its index; without one, start over.
+            let keep = if job.next_index.is_empty() { 0 } else { job.bytes_done };
+            let open_path = part_path.clone();
+            blocking(move || PartFile::open(&open_path, keep)).await.map_err(Stop::Part)?
+        };
+        let mut index = if !ranged && !part.is_empty() { job.next_index.clone() } else { String::new() };
+        if !ranged && !part.is_empty() {
             tracing::info!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, bytes = part.len(), "resuming media download");
         }
         let expected = Expected::new(job.size, &job.md5sum);
         let mut verify_failures = job.verify_failures;
         let verification = loop {
-            part = self.fetch_all(fetcher, job, part, index, cancel).await?;
-            let checked = part.verify(&expected).and_then(|_| {
-                if expected.md5.is_some() {
-                    return Ok(Verification::Md5);
+            let fetched = if ranged {
+                self.fetch_ranges(fetcher, job, part, cancel).await?
+            } else {
+                Ok(self.fetch_all(fetcher, job, part, index, cancel).await?)
+            };
+            let (p, checked) = match fetched {
+                Ok(p) => {
+                    let checked = p.verify(&expected).and_then(|_| {
+                        if expected.md5.is_some() {
+                            return Ok(Verification::Md5);
+                        }
+                        // Nothing to prove the bytes by: at least the declared type.
+                        match p.head(16).ok().and_then(|h| declared_type_matches(job.kind, &h)) {
+                            Some(false) => Err(Mismatch::Magic { kind: job.kind.as_str() }),
+                            _ => Ok(Verification::Unverified),
+                        }
+                    });
+                    (p, checked)
                 }
-                // Nothing to prove the bytes by: at least the declared type.
-                match part.head(16).ok().and_then(|h| declared_type_matches(job.kind, &h)) {
-                    Some(false) => Err(Mismatch::Magic { kind: job.kind.as_str() }),
-                    _ => Ok(Verification::Unverified),
-                }
-            });
+                Err((p, m)) => (p, Err(m)),
+            };
+            part = p;
             let mismatch = match checked {
                 Ok(v) => break v,
                 Err(m) => m,
@@ -332,6 +395,11 @@ impl CorpRun {
             verify_failures += 1;
             MediaStats::add(&self.ctx.stats.verify_failures, 1);
             tracing::warn!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, tries = verify_failures, "downloaded media does not match its message: {mismatch}");
+            if ranged {
+                // Forgotten before the file is emptied: no row may claim bytes the
+                // file does not have.
+                self.ctx.store.clear_media_ranges(job.id).await.map_err(Stop::Store)?;
+            }
             if verify_failures >= opts.max_verify_failures {
                 let _ = blocking(move || part.discard()).await;
                 return Err(Stop::Corrupt(mismatch, verify_failures));
@@ -345,7 +413,7 @@ impl CorpRun {
         // Verified: name it (images by their bytes) and move it into place.
         let (root, job2) = (opts.root.clone(), job.clone());
         let bytes = part.len();
-        blocking(move || {
+        let placed = blocking(move || {
             let head = part.head(16)?;
             let ext = extension(&ExtHints {
                 kind: job2.kind,
@@ -360,7 +428,13 @@ impl CorpRun {
         })
         .await
         .map(|rel| (rel, bytes, verification))
-        .map_err(|source| Stop::Part(PartError::Io { path: part_path, source }))
+        .map_err(|source| Stop::Part(PartError::Io { path: part_path, source }))?;
+        if ranged && let Err(e) = self.ctx.store.clear_media_ranges(job.id).await {
+            // Harmless: a later download of the job opens a new, empty .part, and
+            // rows whose bytes the file lacks are dropped then (fetch_ranges).
+            tracing::debug!(corp = %self.corpid, job = job.id, "forgetting the ranges of a placed file: {e}");
+        }
+        Ok(placed)
     }
 
     /// Streams the file from `index` until its last chunk is on disk. Every batch is
