@@ -6,8 +6,9 @@ use std::time::Duration;
 /// As given on the command line or in the environment.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RecordingArgs {
-    /// Longest wait for a meeting's recording to be produced, from the meeting's end, in
-    /// seconds; then the job fails as "gave up waiting" [default: 21600].
+    /// Longest wait for a meeting's recording to be produced, from when its job was created
+    /// (the meeting-ended event) or last retried, in seconds; then the job fails as "gave up
+    /// waiting" [default: 21600].
     #[arg(long, env = "FEISHU_RECORDING_MAX_WAIT_SECS", global = true)]
     pub feishu_recording_max_wait_secs: Option<f64>,
     /// First wait between polls of a recording that is not ready, in seconds; doubles
