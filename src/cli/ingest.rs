@@ -78,6 +78,8 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     let ctx = IngestContext::new(store, lib, config.clone());
     let listener = tokio::net::TcpListener::from_std(listener)?;
     crate::archive::anchor::spawn(ctx.store.clone(), cancel.clone());
+    // The search index follows the archive while the service runs.
+    super::search::spawn_service_indexer(ctx.store.clone(), &config, cancel.clone());
     // Leases, change events, reloads: the control plane decides which corps
     // this instance pulls (src/control/mod.rs).
     let control = Arc::new(crate::control::ControlStats::default());

@@ -145,11 +145,7 @@ async fn dispatch(command: Command, config: Arc<Config>) -> anyhow::Result<ExitC
         }
         Command::Corp(cmd) => corp::run(cmd, &config).await,
         Command::Pull(args) => ingest::pull(args, config).await,
-        Command::Run(args) => {
-            // The search index follows the archive while the service runs.
-            let _indexer = search::service_indexer(&config).await?;
-            ingest::run(args, config).await
-        }
+        Command::Run(args) => ingest::run(args, config).await,
         Command::Redecrypt(args) => ingest::redecrypt(args, config).await,
         Command::Status(args) => status::run(args, &config).await,
         Command::Media(cmd) => media::run(cmd, config).await,

@@ -112,22 +112,9 @@ pub(crate) async fn run(cmd: SearchCommand, config: &Config) -> anyhow::Result<E
     }
 }
 
-/// Keeps the search index current while the service runs; stops when dropped.
-pub(crate) struct ServiceIndexer {
-    stop: CancellationToken,
-}
-
-impl Drop for ServiceIndexer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Starts the background indexer of `run` (it shares the index with `/ui/`).
-pub(crate) async fn service_indexer(config: &Config) -> anyhow::Result<ServiceIndexer> {
-    let store = super::open_store(config).await?;
+/// Starts the background indexer of `run` (it shares the index with `/ui/`)
+/// on the store `run` opened once the database answered; it stops with `cancel`.
+pub(crate) fn spawn_service_indexer(store: crate::store::Store, config: &Config, cancel: CancellationToken) {
     let index: Arc<SearchIndex> = SearchIndex::shared(&config.search_index_dir);
-    let stop = CancellationToken::new();
-    tokio::spawn(index.run_indexer(store, INDEX_EVERY, stop.clone()));
-    Ok(ServiceIndexer { stop })
+    tokio::spawn(index.run_indexer(store, INDEX_EVERY, cancel));
 }

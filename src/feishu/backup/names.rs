@@ -126,10 +126,7 @@ mod tests {
         let mut d = DirNames::default();
         assert_eq!(d.take("Budget", ".docx", "doxcnAAAA11112222"), "Budget.docx");
         assert_eq!(d.take("budget", ".docx", "doxcnBBBB33334444"), "budget (33334444).docx");
-        assert_eq!(
-            d.take("Budget", ".docx", "doxcnCCCC33334444"),
-            "Budget (33334444)-2.docx".replace(")-2", "-2)")
-        );
+        assert_eq!(d.take("Budget", ".docx", "doxcnCCCC33334444"), "Budget (33334444-2).docx");
         assert_eq!(d.take("Budget.pdf", "", "boxcn1"), "Budget.pdf");
         assert_eq!(d.take("Budget.pdf", "", "boxcn2"), "Budget (boxcn2).pdf");
         assert_eq!(d.take("Report.docx", ".docx", "x"), "Report.docx");
