@@ -233,6 +233,7 @@ fn env(dir: &Path, db_url: &str, redis: &PrivateRedis) -> Vec<(&'static str, Str
         ("WEWORK_LEASE_SECS", LEASE_SECS.to_string()),
         ("WEWORK_POLL_SECS", "1".into()),
         ("MSGFILE_DIR", dir.join("msgfile").display().to_string()),
+        ("SEARCH_INDEX_DIR", dir.join("search-index").display().to_string()),
         ("HTTP_LISTEN", "127.0.0.1:0".into()),
         ("NO_COLOR", "1".into()),
         ("RUST_LOG", "info".into()),

@@ -281,10 +281,12 @@ async fn run_archives_live_traffic_and_stops_gracefully_on_sigterm() {
         start_sim(SimConfig { seed: 45, corps: 2, messages: 1500, rate: Some(50.0), ..Default::default() })
             .await;
     let (db, ctx, corps, media) = setup("ingest_run", &sim).await;
+    let index = tempfile::tempdir().unwrap();
     let mut child = Command::new(binary())
         .args(["run", "--idle-secs", "0.2"])
         .env("DATABASE_URL", &db.url)
         .env("MSGFILE_DIR", media.path())
+        .env("SEARCH_INDEX_DIR", index.path())
         .env("WEWORK_SDK_LIB", crate::common::sdk_lib().path())
         .env("WEWORK_CALLS_PER_MINUTE", "60000")
         .env("HTTP_LISTEN", "127.0.0.1:0")

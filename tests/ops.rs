@@ -64,6 +64,7 @@ impl Run {
             .env("WEWORK_LEASE_SECS", "2")
             .env("WEWORK_POLL_SECS", "0.5")
             .env("MSGFILE_DIR", dir.path().join("msgfile"))
+            .env("SEARCH_INDEX_DIR", dir.path().join("search-index"))
             .env("HTTP_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(extra.iter().copied())

@@ -143,6 +143,7 @@ impl Harness {
             .env("WEWORK_INSTANCE", name)
             .env("WEWORK_POLL_SECS", poll_secs.to_string())
             .env("HTTP_LISTEN", "127.0.0.1:0")
+            .env("SEARCH_INDEX_DIR", self.dir.path().join(format!("search-index-{name}")))
             .stdout(Stdio::null())
             .stderr(file)
             .kill_on_drop(true)
