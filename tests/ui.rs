@@ -172,9 +172,28 @@ async fn seed(store: &Store, corpid: &CorpId, msgfile: &std::path::Path) -> Vec<
 
 async fn log_in(c: &Client, base: &str, user: &str, password: &str) {
     c.goto(&format!("{base}/ui/login")).await.unwrap();
-    c.find(Locator::Id("user")).await.unwrap().send_keys(user).await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
-    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    el(c, Locator::Id("user")).await.send_keys(user).await.unwrap();
+    el(c, Locator::Id("password")).await.send_keys(password).await.unwrap();
+    submit(c, Locator::Id("login")).await;
+}
+
+/// Waits (up to 30 s) for an element: a click on a link or a submit button
+/// can return before the next page has loaded, and a search indexes first.
+async fn el(c: &Client, locator: Locator<'_>) -> fantoccini::elements::Element {
+    c.wait().at_most(Duration::from_secs(30)).for_element(locator).await.unwrap()
+}
+
+/// Clicks a form's submit button and waits until the page it was on is gone
+/// (the button's element goes stale), so the next step sees the answer page,
+/// not a half-finished navigation (a logout landing after the next login).
+async fn submit(c: &Client, button: Locator<'_>) {
+    let b = el(c, button).await;
+    b.click().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while b.is_displayed().await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the form's answer never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Saves a screenshot under target/tmp/ui-screenshots/; with UPDATE_SCREENSHOTS=1
@@ -242,19 +261,19 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
 
     // Wrong passwords are rate-limited per user after five tries.
     log_in(&c, &base, "root-admin", "admin password 1").await;
-    let corps = c.find(Locator::Id("corps")).await.unwrap().text().await.unwrap();
+    let corps = el(&c, Locator::Id("corps")).await.text().await.unwrap();
     assert!(corps.contains(corpid.as_str()) && corps.contains(other.as_str()), "{corps}");
     screenshot(&c, "ui-corps.png").await;
     // A state-changing request without the session's CSRF token is refused (and does not log out).
     assert_eq!(post_status(&c, "/ui/logout", "csrf=wrong").await, 403);
     assert_eq!(post_status(&c, "/ui/logout", "").await, 403);
 
-    c.find(Locator::LinkText(corpid.as_str())).await.unwrap().click().await.unwrap();
-    let list = c.find(Locator::Id("conversations")).await.unwrap().text().await.unwrap();
+    el(&c, Locator::LinkText(corpid.as_str())).await.click().await.unwrap();
+    let list = el(&c, Locator::Id("conversations")).await.text().await.unwrap();
     assert!(list.contains(ROOM) && list.contains("Undecrypted records"), "{list}");
     screenshot(&c, "ui-conversations.png").await;
 
-    c.find(Locator::LinkText(&format!("Group {ROOM}"))).await.unwrap().click().await.unwrap();
+    el(&c, Locator::LinkText(&format!("Group {ROOM}"))).await.click().await.unwrap();
     for t in &types {
         let found = c.find_all(Locator::Css(&format!("li.msg[data-msgtype='{t}']"))).await.unwrap();
         assert_eq!(found.len(), 1, "message type {t} shown once");
@@ -289,23 +308,41 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
 
     // Search Chinese text (a substring of a sentence), filter it, follow the hit into its conversation.
     c.goto(&format!("{base}/ui/corp/{}/search", corpid.as_str())).await.unwrap();
-    c.find(Locator::Id("q")).await.unwrap().send_keys("报价单").await.unwrap();
-    c.find(Locator::Id("search-go")).await.unwrap().click().await.unwrap();
-    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    el(&c, Locator::Id("q")).await.send_keys("报价单").await.unwrap();
+    submit(&c, Locator::Id("search-go")).await;
+    // The form's answer is a new page (and a search first indexes what arrived
+    // since): wait for it instead of racing the navigation.
+    let count = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Id("hit-count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(count.starts_with("1 message(s)"), "{count}");
-    let hits = c.find(Locator::Id("hits")).await.unwrap().text().await.unwrap();
+    let hits = el(&c, Locator::Id("hits")).await.text().await.unwrap();
     assert!(hits.contains("报价单已发到邮箱"), "{hits}");
     screenshot(&c, "ui-search.png").await;
     c.goto(&format!("{base}/ui/corp/{}/search?q=%E9%82%AE%E7%AE%B1&type=image", corpid.as_str()))
         .await
         .unwrap();
-    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    let count = el(&c, Locator::Id("hit-count")).await.text().await.unwrap();
     assert!(count.starts_with("0 message(s)"), "the type filter applies: {count}");
     c.goto(&format!("{base}/ui/corp/{}/search?q=%E9%82%AE%E7%AE%B1&type=text", corpid.as_str()))
         .await
         .unwrap();
-    c.find(Locator::Css("#hits a.conv")).await.unwrap().click().await.unwrap();
-    let target = c.find(Locator::Css("li.msg:target")).await.unwrap().text().await.unwrap();
+    el(&c, Locator::Css("#hits a.conv")).await.click().await.unwrap();
+    let target = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("li.msg:target"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(target.contains("报价单已发到邮箱"), "the hit opens its conversation at the message: {target}");
 
     // An auditor's export of the conversation opens offline and renders like the browser.
@@ -343,15 +380,15 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
 
     // Views are in the access log, which admins see.
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
-    let log = c.find(Locator::Id("access")).await.unwrap().text().await.unwrap();
+    let log = el(&c, Locator::Id("access")).await.text().await.unwrap();
     assert!(log.contains("view_conversation") && log.contains(&format!("Group {ROOM}")), "{log}");
     assert!(log.contains("search") && log.contains("报价单"), "searches are logged: {log}");
     screenshot(&c, "ui-access-log.png").await;
-    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    submit(&c, Locator::Id("logout")).await;
 
     // The auditor sees only the granted corp.
     log_in(&c, &base, "auditor2", "auditor password 2").await;
-    let corps = c.find(Locator::Id("corps")).await.unwrap().text().await.unwrap();
+    let corps = el(&c, Locator::Id("corps")).await.text().await.unwrap();
     assert!(corps.contains(other.as_str()) && !corps.contains(corpid.as_str()), "{corps}");
     c.goto(&format!("{base}/ui/corp/{}/c?room={ROOM}", corpid.as_str())).await.unwrap();
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
@@ -361,10 +398,10 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     c.goto(&format!("{base}/ui/corp/{}/search?q=%E6%8A%A5%E4%BB%B7", corpid.as_str())).await.unwrap();
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
     c.goto(&format!("{base}/ui/corp/{}/search?q=%E6%8A%A5%E4%BB%B7", other.as_str())).await.unwrap();
-    let count = c.find(Locator::Id("hit-count")).await.unwrap().text().await.unwrap();
+    let count = el(&c, Locator::Id("hit-count")).await.text().await.unwrap();
     assert!(count.starts_with("0 message(s)"), "{count}");
     c.goto(&format!("{base}/ui/")).await.unwrap();
-    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    submit(&c, Locator::Id("logout")).await;
 
     // Five wrong passwords lock the account out, even with the right one next.
     for _ in 0..5 {
