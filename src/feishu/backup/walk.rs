@@ -353,31 +353,47 @@ impl Walker {
     }
 
     async fn list_drive(&self, folder_token: &str) -> Result<Vec<Value>, FeishuError> {
+        let path = "/open-apis/drive/v1/files";
+        let filter = ("folder_token", folder_token);
+        self.list_pages(routes::DRIVE_LIST, path, 200, filter, "files", "next_page_token").await
+    }
+
+    /// Every item of a paged listing: `page_size`, an optional filter
+    /// parameter (left out when empty), `items_key` in each page, the next
+    /// page's token under `token_key` (Drive says `next_page_token`, Wiki
+    /// `page_token`). A token seen twice or more than [`MAX_PAGES`] pages is a
+    /// malformed answer, never an endless walk.
+    async fn list_pages(
+        &self,
+        route: &'static str,
+        path: &str,
+        page_size: u32,
+        (filter_key, filter): (&'static str, &str),
+        items_key: &str,
+        token_key: &str,
+    ) -> Result<Vec<Value>, FeishuError> {
         let mut items = Vec::new();
         let mut page_token = String::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let mut q = vec![("page_size", "200".to_owned())];
-            if !folder_token.is_empty() {
-                q.push(("folder_token", folder_token.to_owned()));
+            let mut q = vec![("page_size", page_size.to_string())];
+            if !filter.is_empty() {
+                q.push((filter_key, filter.to_owned()));
             }
             if !page_token.is_empty() {
                 q.push(("page_token", page_token.clone()));
             }
-            let v = self
-                .wire
-                .json(Method::GET, routes::DRIVE_LIST, "/open-apis/drive/v1/files", &q, None)
-                .await?;
+            let v = self.wire.json(Method::GET, route, path, &q, None).await?;
             let data = &v["data"];
-            if let Some(files) = data["files"].as_array() {
-                items.extend(files.iter().cloned());
+            if let Some(list) = data[items_key].as_array() {
+                items.extend(list.iter().cloned());
             }
             let more = data["has_more"].as_bool().unwrap_or(false);
-            match str_field(data, "next_page_token").filter(|t| !t.is_empty()) {
+            match str_field(data, token_key).filter(|t| !t.is_empty()) {
                 Some(t) if more => {
                     if !seen.insert(t.clone()) {
                         return Err(FeishuError::Malformed {
-                            route: routes::DRIVE_LIST,
+                            route,
                             what: "the same page token twice".into(),
                         });
                     }
@@ -386,10 +402,7 @@ impl Walker {
                 _ => return Ok(items),
             }
         }
-        Err(FeishuError::Malformed {
-            route: routes::DRIVE_LIST,
-            what: format!("more than {MAX_PAGES} pages"),
-        })
+        Err(FeishuError::Malformed { route, what: format!("more than {MAX_PAGES} pages") })
     }
 
     /// Team spaces `(space_id, name)`.
@@ -440,41 +453,9 @@ impl Walker {
     }
 
     async fn list_wiki(&self, space_id: &str, parent: &str) -> Result<Vec<Value>, FeishuError> {
-        let mut items = Vec::new();
-        let mut page_token = String::new();
-        let mut seen = HashSet::new();
         let path = format!("/open-apis/wiki/v2/spaces/{space_id}/nodes");
-        for _ in 0..MAX_PAGES {
-            let mut q = vec![("page_size", "50".to_owned())];
-            if !parent.is_empty() {
-                q.push(("parent_node_token", parent.to_owned()));
-            }
-            if !page_token.is_empty() {
-                q.push(("page_token", page_token.clone()));
-            }
-            let v = self.wire.json(Method::GET, routes::WIKI_NODES, &path, &q, None).await?;
-            let data = &v["data"];
-            if let Some(list) = data["items"].as_array() {
-                items.extend(list.iter().cloned());
-            }
-            let more = data["has_more"].as_bool().unwrap_or(false);
-            match str_field(data, "page_token").filter(|t| !t.is_empty()) {
-                Some(t) if more => {
-                    if !seen.insert(t.clone()) {
-                        return Err(FeishuError::Malformed {
-                            route: routes::WIKI_NODES,
-                            what: "the same page token twice".into(),
-                        });
-                    }
-                    page_token = t;
-                }
-                _ => return Ok(items),
-            }
-        }
-        Err(FeishuError::Malformed {
-            route: routes::WIKI_NODES,
-            what: format!("more than {MAX_PAGES} pages"),
-        })
+        let filter = ("parent_node_token", parent);
+        self.list_pages(routes::WIKI_NODES, &path, 50, filter, "items", "page_token").await
     }
 
     /// Walks one space into `top_dir/<space name>` (or `top_dir` itself for the library).
