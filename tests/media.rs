@@ -166,10 +166,24 @@ fn corpus_media(sim: &Simulator) -> HashMap<String, std::sync::Arc<MediaItem>> {
     sim.corpus().corps.iter().flat_map(|c| c.media.iter()).map(|m| (m.sdkfileid.clone(), m.clone())).collect()
 }
 
-/// Asserts a done job's file is where the layout says, inside the root, with the
-/// corpus's bytes.
+/// The state a stored file must end in: `done` when the message stated an md5
+/// to check it against, `unverified` when it stated none (or an empty one).
+fn stored_state(item: &MediaItem) -> &'static str {
+    match item.md5sum.as_deref() {
+        Some(m) if !m.is_empty() => "done",
+        _ => "unverified",
+    }
+}
+
+/// Whether a job's state is one of the two stored ones.
+fn is_stored(job: &JobRow) -> bool {
+    JobState::is_stored_str(&job.state)
+}
+
+/// Asserts a stored job's file is where the layout says, inside the root, with
+/// the corpus's bytes, and that its state says whether an md5 verified it.
 fn assert_file_matches(root: &Path, job: &JobRow, item: &MediaItem, msgtime: i64) {
-    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.state, stored_state(item), "{job:?}");
     let rel = Path::new(&job.path);
     assert!(rel.components().all(|c| matches!(c, Component::Normal(_))), "{job:?}");
     let parts: Vec<_> = rel.iter().map(|p| p.to_str().unwrap()).collect();
@@ -232,7 +246,8 @@ async fn every_media_item_of_two_corps_lands_verified_inside_the_root() {
     let (a, b) = tokio::join!(setup.drain(&ctx, &setup.corps[0]), setup.drain(&ctx, &setup.corps[1]));
     for r in [&a, &b] {
         assert_eq!(r.unfinished(), 0, "{r:?}");
-        assert_eq!(r.count(JobState::Done) as usize, r.by_state.values().sum::<u64>() as usize, "{r:?}");
+        let stored = r.count(JobState::Done) + r.count(JobState::Unverified);
+        assert_eq!(stored as usize, r.by_state.values().sum::<u64>() as usize, "{r:?}");
     }
     assert_eq!(a.files + b.files, media.len() as u64);
 
@@ -395,7 +410,7 @@ async fn sigkill_mid_download_resumes_without_fetching_finished_chunks_again() {
     let job = jobs.iter().find(|j| j.sdkfileid == video.sdkfileid).unwrap();
     assert_eq!(job.state, "done");
     assert_eq!(md5_file(&setup.root.path().join(&job.path)), video.md5);
-    assert!(jobs.iter().all(|j| j.state == "done"), "{:?}", by_state(&jobs));
+    assert!(jobs.iter().all(is_stored), "{:?}", by_state(&jobs));
     assert!(!files_under(setup.root.path()).iter().any(|p| p.to_string_lossy().ends_with(".part")));
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&log2);
@@ -433,10 +448,11 @@ async fn cut_and_slow_replies_recover_md5_mismatches_retry_and_expired_media_end
     let jobs = job_rows(&setup.store).await;
     let states = by_state(&jobs);
     assert!(
-        states.keys().all(|s| ["done", "expired", "corrupt"].contains(&s.as_str())),
-        "only done, expired or corrupt: {states:?}"
+        states.keys().all(|s| ["done", "unverified", "expired", "corrupt"].contains(&s.as_str())),
+        "only stored, expired or corrupt: {states:?}"
     );
     assert_eq!(report.count(JobState::Done) as usize, states.get("done").copied().unwrap_or(0));
+    assert_eq!(report.count(JobState::Unverified) as usize, states.get("unverified").copied().unwrap_or(0));
     // Each 301048 answer ends exactly one job, for good.
     let expired = jobs.iter().filter(|j| j.state == "expired").count() as u64;
     assert_eq!(expired, stats.errcodes.get(&301_048).copied().unwrap_or(0));
@@ -455,7 +471,9 @@ async fn cut_and_slow_replies_recover_md5_mismatches_retry_and_expired_media_end
     for j in &jobs {
         let (msgtime, status, code, _) = &messages[&j.msgid];
         match j.state.as_str() {
-            "done" => assert_file_matches(setup.root.path(), j, &media[&j.sdkfileid], *msgtime),
+            "done" | "unverified" => {
+                assert_file_matches(setup.root.path(), j, &media[&j.sdkfileid], *msgtime)
+            }
             // A failed item fails its message, with the item's code (single-media: this one).
             _ => {
                 assert_eq!(*status, 4, "{j:?}");
@@ -469,7 +487,8 @@ async fn cut_and_slow_replies_recover_md5_mismatches_retry_and_expired_media_end
     // `media retry`, then a clean service: everything arrives.
     sim.set_faults(FaultSpec::none());
     let requeued = requeue(&setup.store, Some(&corpid), &JobState::RETRYABLE).await.unwrap();
-    assert_eq!(requeued as usize, jobs.len() - states["done"]);
+    let stored = states.get("done").unwrap_or(&0) + states.get("unverified").unwrap_or(&0);
+    assert_eq!(requeued as usize, jobs.len() - stored);
     let messages = msgtimes(&setup.store, corpid.as_str()).await;
     assert!(
         messages.values().all(|(_, status, ..)| *status != 4),
@@ -515,7 +534,7 @@ async fn a_refused_ip_raises_the_alarm_pauses_media_and_a_later_probe_resumes() 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let jobs = job_rows(&setup.store).await;
-        if jobs.iter().all(|j| j.state == "done") {
+        if jobs.iter().all(is_stored) {
             break;
         }
         assert!(Instant::now() < deadline, "{:?}", by_state(&jobs));

@@ -27,6 +27,7 @@ use super::render::{self, MediaLinks, MediaState};
 use crate::store::browse::{Conversation, ExportSelection, MediaFile};
 use crate::store::chain::{ChainHead, StoredRecord};
 use crate::store::{CorpId, Store, StoreError};
+use crate::wecom::media::JobState;
 
 /// The manifest's format name.
 pub const FORMAT: &str = "wwa-export-v1";
@@ -239,7 +240,7 @@ struct OfflineMedia(HashMap<(String, u32), MediaFile>);
 impl MediaLinks for OfflineMedia {
     fn media(&self, msgid: &str, index: u32) -> MediaState {
         match self.0.get(&(msgid.to_owned(), index)) {
-            Some(f) if f.state == "done" && !f.path.is_empty() => MediaState::Ready {
+            Some(f) if JobState::is_stored_str(&f.state) && !f.path.is_empty() => MediaState::Ready {
                 url: format!("media/{}", f.path),
                 mp3_url: (!f.mp3_path.is_empty()).then(|| format!("media/{}", f.mp3_path)),
             },
@@ -381,7 +382,7 @@ pub async fn write_export(
         let media_rows = store.media_files(corpid, &msgids).await?;
         let mut media = HashMap::new();
         for f in media_rows {
-            if f.state == "done" {
+            if JobState::is_stored_str(&f.state) {
                 for rel in [&f.path, &f.mp3_path] {
                     let Some(p) = inside(rel) else { continue };
                     if !copied.insert(rel.clone()) {

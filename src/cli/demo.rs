@@ -176,7 +176,7 @@ pub(crate) async fn run(args: DemoArgs, config: Arc<Config>) -> anyhow::Result<E
         }
     }
     println!(
-        "\nmedia: {files} files, {:.1} MiB verified and stored under {} in {:.1}s; jobs by state: {media_states:?}",
+        "\nmedia: {files} files, {:.1} MiB stored under {} in {:.1}s; jobs by state (unverified: no md5 stated to check against): {media_states:?}",
         bytes as f64 / (1024.0 * 1024.0),
         config.msgfile_dir.display(),
         media_started.elapsed().as_secs_f64()

@@ -125,9 +125,11 @@ fn media_summary(by_state: &serde_json::Value) -> String {
     .filter(|(_, k)| *k > 0)
     .map(|(what, k)| format!("{k} {what}"))
     .collect();
-    match (parts.is_empty(), n(&["done"])) {
+    let (done, unverified) = (n(&["done"]), n(&["unverified"]));
+    match (parts.is_empty(), done + unverified) {
         (false, _) => parts.join(", "),
         (true, 0) => "-".to_owned(),
-        (true, done) => format!("{done} done"),
+        (true, _) if unverified == 0 => format!("{done} done"),
+        (true, _) => format!("{done} done, {unverified} unverified"),
     }
 }

@@ -21,6 +21,7 @@ use crate::archive::render::{self, MediaLinks, MediaState, time_ms};
 use crate::store::CorpId;
 use crate::store::accounts::{Role, Session};
 use crate::store::browse::{Conversation, MediaFile, PageCursor};
+use crate::wecom::media::JobState;
 
 /// Messages per conversation page.
 pub const PAGE_SIZE: u32 = 100;
@@ -417,7 +418,7 @@ impl UiMedia {
 impl MediaLinks for UiMedia {
     fn media(&self, msgid: &str, index: u32) -> MediaState {
         match self.files.get(&(msgid.to_owned(), index)) {
-            Some(f) if f.state == "done" && !f.path.is_empty() => {
+            Some(f) if JobState::is_stored_str(&f.state) && !f.path.is_empty() => {
                 let url = format!("/ui/corp/{}/media/{}/{index}", self.corp, urlencode(msgid));
                 let mp3_url = (!f.mp3_path.is_empty()).then(|| format!("{url}?mp3=1"));
                 MediaState::Ready { url, mp3_url }
@@ -521,7 +522,8 @@ pub async fn media(
         Ok(f) => f,
         Err(e) => return db_error(e),
     };
-    let Some(f) = files.into_iter().find(|f| f.item_index == index && f.state == "done") else {
+    let Some(f) = files.into_iter().find(|f| f.item_index == index && JobState::is_stored_str(&f.state))
+    else {
         return error(StatusCode::NOT_FOUND, "No such media file (not downloaded yet?).");
     };
     let rel = if q.mp3.is_some() && !f.mp3_path.is_empty() { f.mp3_path } else { f.path };

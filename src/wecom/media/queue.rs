@@ -11,12 +11,13 @@
 //! derived from all of the message's jobs whenever one of them changes state:
 //! - 4 (failed) when any job ended `failed`, `expired` or `corrupt`; `media_code` is
 //!   that job's code (the SDK's, e.g. 10010; -1 when the file failed verification);
-//! - else 3 (done) when every job is `done`;
+//! - else 3 (done) when every job is stored (`done`, or `unverified`: on disk,
+//!   but the platform stated no md5 to check it against);
 //! - else 2 (loading) when one is `downloading`;
 //! - else 1 (not loaded: `pending` or `paused`).
 //!
-//! `media_path` is the path of the done job with the lowest item index (the
-//! message's own file for single-media messages), or "" when none is done.
+//! `media_path` is the path of the stored job with the lowest item index (the
+//! message's own file for single-media messages), or "" when none is stored.
 //! For a single-media message this is exactly the state of its index-0 job.
 //! Every transaction that changes a job's state locks its message row first, so
 //! the message's columns are derived from all of its jobs' latest outcomes.
@@ -28,6 +29,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::{IsolationLevel, Row, Transaction, TxOpts};
 
+use crate::store::alarms::AlarmKind;
 use crate::store::{CorpId, Store, StoreError};
 use crate::wecom::media_refs::MediaKind;
 
@@ -41,8 +43,13 @@ pub enum JobState {
     Pending,
     /// Claimed by a worker.
     Downloading,
-    /// On disk and verified.
+    /// On disk and verified: the stated md5 matched.
     Done,
+    /// On disk, but the platform stated no md5 (meeting_voice_call, some
+    /// emotions): only the stated size, if any, and the declared type's magic
+    /// bytes were checked. A state of its own so an auditor can tell the two
+    /// apart; everything that serves or counts stored files takes both.
+    Unverified,
     /// Gave up after bounded retries.
     Failed,
     /// The server says the media expired (10010 / 301048).
@@ -55,10 +62,11 @@ pub enum JobState {
 
 impl JobState {
     /// Every state.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         JobState::Pending,
         JobState::Downloading,
         JobState::Done,
+        JobState::Unverified,
         JobState::Failed,
         JobState::Expired,
         JobState::Corrupt,
@@ -71,6 +79,7 @@ impl JobState {
             JobState::Pending => "pending",
             JobState::Downloading => "downloading",
             JobState::Done => "done",
+            JobState::Unverified => "unverified",
             JobState::Failed => "failed",
             JobState::Expired => "expired",
             JobState::Corrupt => "corrupt",
@@ -82,6 +91,19 @@ impl JobState {
     pub fn parse(s: &str) -> Option<JobState> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// The file is in place (verified or not).
+    pub fn is_stored(self) -> bool {
+        matches!(self, JobState::Done | JobState::Unverified)
+    }
+
+    /// `is_stored` on the stored text.
+    pub fn is_stored_str(s: &str) -> bool {
+        Self::parse(s).is_some_and(Self::is_stored)
+    }
+
+    /// `is_stored` as an SQL list, for `state IN …`.
+    pub const STORED_SQL: &'static str = "('done', 'unverified')";
 
     /// States `media retry` puts back in the queue.
     pub const RETRYABLE: [JobState; 4] =
@@ -136,6 +158,8 @@ pub struct Job {
 pub enum Terminal {
     /// Verified and in place.
     Done,
+    /// In place; nothing stated to verify it against (see `JobState::Unverified`).
+    Unverified,
     /// Bounded retries exhausted.
     Failed,
     /// 10010.
@@ -151,6 +175,7 @@ impl Terminal {
     fn state(self) -> JobState {
         match self {
             Terminal::Done => JobState::Done,
+            Terminal::Unverified => JobState::Unverified,
             Terminal::Failed => JobState::Failed,
             Terminal::Expired => JobState::Expired,
             Terminal::Corrupt { .. } => JobState::Corrupt,
@@ -177,7 +202,7 @@ pub fn message_media<'a>(jobs: impl IntoIterator<Item = (JobState, i32, &'a str)
     for (state, code, p) in jobs {
         n += 1;
         match state {
-            JobState::Done => {
+            JobState::Done | JobState::Unverified => {
                 done += 1;
                 path.get_or_insert(p);
             }
@@ -502,7 +527,8 @@ impl Queue {
     }
 
     /// Settles the job and its message in one transaction. `path` is the file
-    /// relative to the media root (Done only). False when the claim was lost.
+    /// relative to the media root (stored outcomes only). False when the claim
+    /// was lost.
     pub async fn finish(
         &self,
         job: &Job,
@@ -512,14 +538,14 @@ impl Queue {
         code: i32,
         error: &str,
     ) -> Result<bool, StoreError> {
-        if how == Terminal::Done {
+        if how.state().is_stored() {
             self.settle_tx(
                 job,
-                "UPDATE media_jobs SET state = 'done', path = ?, bytes_done = ?, next_index = '',
+                "UPDATE media_jobs SET state = ?, path = ?, bytes_done = ?, next_index = '',
                      last_code = 0, last_error = '', claimed_by = '', claim_token = 0, claimed_until = NULL,
                      finished_at = NOW(3)
                  WHERE id = ? AND claim_token = ?",
-                (path, bytes, job.id, job.claim_token).into(),
+                (how.state().as_str(), path, bytes, job.id, job.claim_token).into(),
             )
             .await
         } else {
@@ -629,33 +655,29 @@ impl Queue {
         Ok(())
     }
 
-    /// Done voice files never transcoded (a crash between the two steps).
+    /// Stored voice files never transcoded (a crash between the two steps).
     pub async fn untranscoded(&self, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {
         let mut conn = self.store.conn().await?;
         Ok(conn
             .exec(
-                "SELECT id, path FROM media_jobs
-                 WHERE corpid = ? AND kind = 'voice' AND state = 'done' AND transcode = '' LIMIT ?",
+                format!(
+                    "SELECT id, path FROM media_jobs
+                     WHERE corpid = ? AND kind = 'voice' AND state IN {} AND transcode = '' LIMIT ?",
+                    JobState::STORED_SQL
+                ),
                 (self.corpid.as_str(), limit),
             )
             .await?)
     }
 
-    /// Raises the corp's alarm (media alarms start with `media:`).
+    /// Raises the corp's media alarm (its text starts with `media:`).
     pub async fn raise_alarm(&self, text: &str) -> Result<(), StoreError> {
-        self.store.ensure_state(&self.corpid).await?;
-        self.store.set_alarm(&self.corpid, &clip(&format!("media: {text}"))).await
+        self.store.raise_alarm(&self.corpid, AlarmKind::Media, &clip(&format!("media: {text}"))).await
     }
 
-    /// Clears the corp's alarm if it is a media alarm.
+    /// Clears the corp's media alarm (its other alarms stay).
     pub async fn clear_alarm(&self) -> Result<(), StoreError> {
-        let mut conn = self.store.conn().await?;
-        conn.exec_drop(
-            "UPDATE corp_state SET alarm = '' WHERE corpid = ? AND alarm LIKE 'media:%'",
-            (self.corpid.as_str(),),
-        )
-        .await?;
-        Ok(())
+        self.store.clear_alarm(&self.corpid, AlarmKind::Media).await
     }
 }
 
@@ -747,7 +769,14 @@ mod tests {
         }
         assert_eq!(JobState::parse("nope"), None);
         assert!(!JobState::RETRYABLE.contains(&JobState::Done));
+        assert!(!JobState::RETRYABLE.contains(&JobState::Unverified));
         assert!(!JobState::RETRYABLE.contains(&JobState::Downloading));
+        let stored: Vec<_> = JobState::ALL.into_iter().filter(|s| s.is_stored()).collect();
+        assert_eq!(stored, [JobState::Done, JobState::Unverified]);
+        // The SQL list names exactly the stored states.
+        let listed = stored.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        assert_eq!(JobState::STORED_SQL, format!("({listed})"));
+        assert!(JobState::is_stored_str("unverified") && !JobState::is_stored_str("pending"));
     }
 
     #[test]
@@ -767,6 +796,9 @@ mod tests {
         assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Pending, 0, "")]), row(1, 0, "a_1.jpg"));
         assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Downloading, 0, "")]), row(2, 0, "a_1.jpg"));
         assert_eq!(m(&[(Done, 0, "a_1.jpg"), (Done, 0, "a_2.pdf")]), row(3, 0, "a_1.jpg"));
+        // An unverified file is stored like a verified one.
+        assert_eq!(m(&[(Unverified, 0, "a_1.amr"), (Done, 0, "a_2.pdf")]), row(3, 0, "a_1.amr"));
+        assert_eq!(m(&[(Unverified, 0, "a_1.amr"), (Pending, 0, "")]), row(1, 0, "a_1.amr"));
         assert_eq!(m(&[(Pending, 0, ""), (Failed, 10002, ""), (Expired, 10010, "")]), row(4, 10002, ""));
         assert_eq!(m(&[(Done, 0, "a.jpg"), (Downloading, 0, ""), (Corrupt, -1, "")]), row(4, -1, "a.jpg"));
         assert_eq!(m(&[]), row(1, 0, ""));

@@ -539,15 +539,19 @@ impl CorpRun {
         let q = &self.queue;
         let outcome = match result {
             Ok((path, bytes, verification)) => {
-                // Recorded before the job is `done`, under this claim, so no done
-                // job ever lacks it.
+                // Recorded before the job is stored, under this claim, so no
+                // stored job ever lacks it.
                 let recorded = self
                     .ctx
                     .store
                     .set_media_verification(job.id, job.claim_token, verification.as_str())
                     .await;
+                let how = match verification {
+                    Verification::Md5 => Terminal::Done,
+                    Verification::Unverified => Terminal::Unverified,
+                };
                 let placed = match recorded {
-                    Ok(_) => q.finish(&job, Terminal::Done, &path, bytes, 0, "").await,
+                    Ok(_) => q.finish(&job, how, &path, bytes, 0, "").await,
                     Err(e) => Err(e),
                 };
                 if matches!(placed, Ok(true)) {
