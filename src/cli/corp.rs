@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::config::{Config, read_secret_file};
 use crate::control::events::{Change, ChangeEvent, push};
 use crate::secrets::Binding;
+use crate::store::alarms::AlarmKind;
 use crate::store::corps::CorpSettings;
 use crate::store::{CorpId, Store};
 use crate::wecom::keys::PrivateKey;
@@ -46,6 +47,16 @@ pub(crate) enum CorpCommand {
     },
     /// List corps (never shows secrets or keys).
     List,
+    /// Show a corp's alarms, one per cause; `--clear KIND` acknowledges one
+    /// (setup, stall and media alarms also clear by themselves when their cause
+    /// goes away; a records alarm stays until acknowledged here).
+    Alarms {
+        /// The corp.
+        corpid: String,
+        /// Clear the alarm of this kind: setup, stall, records or media.
+        #[arg(long, value_name = "KIND")]
+        clear: Option<String>,
+    },
     /// Seal every plaintext secret, proxy and private key in place with the
     /// master key (WEWORK_MASTER_KEY), or re-seal under a new one
     /// (`--rotate-from OLD`); safe to run again.
@@ -293,6 +304,24 @@ pub(crate) async fn run(cmd: CorpCommand, config: &Config) -> anyhow::Result<Exi
             );
         }
         CorpCommand::Seal(args) => return super::seal::run(&store, config, args).await,
+        CorpCommand::Alarms { corpid, clear } => {
+            let corpid = CorpId::new(&corpid)?;
+            if let Some(kind) = clear {
+                let Some(kind) = AlarmKind::parse(&kind) else {
+                    let kinds: Vec<_> = AlarmKind::ALL.iter().map(|k| k.as_str()).collect();
+                    bail!("no alarm kind {kind:?}; kinds: {}", kinds.join(", "));
+                };
+                store.clear_alarm(&corpid, kind).await?;
+                println!("cleared the {kind} alarm of {corpid}");
+            }
+            let alarms = store.alarms(&corpid).await?;
+            if alarms.is_empty() {
+                println!("{corpid}: no alarms");
+            }
+            for (kind, text) in alarms {
+                println!("{corpid} {kind:<8} {}", text.escape_debug());
+            }
+        }
         CorpCommand::List => {
             println!(
                 "{:<4} {:<24} {:<8} {:<6} {:<8} {:<30} name",

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod accounts;
+pub mod alarms;
 pub mod browse;
 pub mod chain;
 pub mod corp_keys;

@@ -176,32 +176,6 @@ impl Store {
         Ok(())
     }
 
-    /// Sets or clears the alarm text.
-    pub async fn set_alarm(&self, corpid: &CorpId, alarm: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        conn.exec_drop("UPDATE corp_state SET alarm = ? WHERE corpid = ?", (alarm, corpid.as_str())).await?;
-        Ok(())
-    }
-
-    /// Raises an alarm for a corp that may have no state row yet (a corp that
-    /// failed before its first pull still shows in `status` and `/metrics`).
-    pub async fn raise_alarm(&self, corpid: &CorpId, alarm: &str) -> Result<(), StoreError> {
-        self.ensure_state(corpid).await?;
-        self.set_alarm(corpid, alarm).await
-    }
-
-    /// Clears the corp's alarm if it starts with `prefix` (each kind of alarm
-    /// is cleared only by what raised it).
-    pub async fn clear_alarm_with_prefix(&self, corpid: &CorpId, prefix: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        conn.exec_drop(
-            "UPDATE corp_state SET alarm = '' WHERE corpid = ? AND LEFT(alarm, CHAR_LENGTH(?)) = ?",
-            (corpid.as_str(), prefix, prefix),
-        )
-        .await?;
-        Ok(())
-    }
-
     /// State of every corp that has one.
     pub async fn states(&self) -> Result<Vec<CorpState>, StoreError> {
         let mut conn = self.conn().await?;

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::secrets::{Binding, SecretBox};
+use crate::store::alarms::AlarmKind;
 use crate::store::corps::CorpRow;
 use crate::store::media_jobs::enqueue_statement;
 use crate::store::messages::NewMessage;
@@ -590,7 +591,7 @@ async fn raise_alarm(ctx: &IngestContext, corp: &CorpId, lines: &[String]) {
         format!("{} records need attention (see the log and `quarantine list`); first: {first}", lines.len())
     };
     let text: String = text.chars().take(1000).collect();
-    if let Err(e) = ctx.store.set_alarm(corp, &text).await {
+    if let Err(e) = ctx.store.raise_alarm(corp, AlarmKind::Records, &text).await {
         tracing::warn!(corp = %corp, "recording the alarm: {e}");
     }
 }
@@ -622,10 +623,10 @@ async fn stall_watchdog(
                 limit.as_secs()
             );
             tracing::error!(corp = %corp, "ALARM: {text}");
-            alarmed = ctx.store.set_alarm(&corp, &text).await.is_ok();
+            alarmed = ctx.store.raise_alarm(&corp, AlarmKind::Stall, &text).await.is_ok();
         } else if elapsed < limit && alarmed {
-            tracing::info!(corp = %corp, "alarm cleared");
-            alarmed = ctx.store.set_alarm(&corp, "").await.is_err();
+            tracing::info!(corp = %corp, "stall alarm cleared");
+            alarmed = ctx.store.clear_alarm(&corp, AlarmKind::Stall).await.is_err();
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

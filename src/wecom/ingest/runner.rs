@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CorpSpec, Fence, IngestContext, IngestError, RunOptions, pull_corp};
 use crate::backoff::Backoff;
 use crate::store::CorpId;
+use crate::store::alarms::AlarmKind;
 use crate::wecom::media::{MediaContext, MediaStats, run_corp_media};
 
 /// How long a worker waits after an empty batch before asking again.
@@ -206,7 +207,7 @@ pub const SETUP_ALARM: &str = "setup: ";
 async fn setup_failed(ctx: &IngestContext, corpid: &CorpId, reason: &str, alarmed: &mut bool) {
     ctx.stats.setup_failures.lock().unwrap().insert(corpid.to_string(), reason.to_owned());
     let text: String = format!("{SETUP_ALARM}{reason}").chars().take(1000).collect();
-    match ctx.store.raise_alarm(corpid, &text).await {
+    match ctx.store.raise_alarm(corpid, AlarmKind::Setup, &text).await {
         Ok(()) => {
             if !*alarmed {
                 tracing::error!(corp = %corpid, "ALARM: {text}");
@@ -223,7 +224,7 @@ async fn setup_ok(ctx: &IngestContext, corpid: &CorpId, alarmed: &mut bool) {
     if !*alarmed {
         return;
     }
-    match ctx.store.clear_alarm_with_prefix(corpid, SETUP_ALARM).await {
+    match ctx.store.clear_alarm(corpid, AlarmKind::Setup).await {
         Ok(()) => {
             tracing::info!(corp = %corpid, "setup works again: alarm cleared");
             *alarmed = false;
