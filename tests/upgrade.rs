@@ -7,7 +7,7 @@
 use base64::Engine;
 use mysql_async::prelude::*;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use wework_archive_sim::{SimConfig, Simulator};
+use wework_archive_sim::{Rotation, SimConfig, Simulator};
 
 use crate::common::{binary, db_server, sdk_lib};
 
@@ -61,7 +61,12 @@ fn java_row(corpid: &str, seq: u64, msgid: &str, ver: u32, plaintext: &[u8]) -> 
 async fn upgrade_with_charset(charset: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim =
-        Simulator::start(listener, SimConfig { seed: 91, corps: 1, messages: 400, ..Default::default() })
+        // One key version throughout: the Java tool's corplist holds one key
+        // (prikey), and every record after the takeover is to be decrypted.
+        Simulator::start(
+            listener,
+            SimConfig { seed: 91, corps: 1, messages: 400, rotation: Rotation::Never, ..Default::default() },
+        )
             .await
             .unwrap();
     let m = sim.manifest();
@@ -245,6 +250,28 @@ async fn upgrade_with_charset(charset: &str) {
             assert_eq!(data.as_deref(), Some(&r.plaintext[..]), "{msgid}");
         }
     }
+    // The text columns of rows after the takeover hold 4-byte characters (emoji)
+    // exactly: a utf8 (utf8mb3) table that was not widened would refuse them
+    // (1366 in strict mode) and every such record would end in quarantine.
+    let wide = |s: &str| s.chars().any(|c| c as u32 > 0xFFFF);
+    let mut emoji_rows = 0;
+    for (_, msgid, _, from, _, _, _, text) in &stored[rows.len()..] {
+        let Some(r) = records.iter().find(|r| &r.msgid == msgid) else { continue };
+        if r.fault.is_some() || r.publickey_ver != 1 {
+            continue;
+        }
+        let Some(msg) = wework_archive::wecom::message::parse_lenient(&r.plaintext) else { continue };
+        let fields = wework_archive::wecom::message::fields(&msg);
+        assert_eq!(
+            (from, text),
+            (&fields.from, &fields.text),
+            "{msgid}: columns as this service renders them"
+        );
+        emoji_rows += usize::from(wide(text));
+    }
+    assert!(emoji_rows > 0, "the corpus after the takeover has records with emoji in their text");
+    let quarantined: u64 = conn.query_first("SELECT COUNT(*) FROM quarantine").await.unwrap().unwrap_or(0);
+    assert_eq!(quarantined, 0, "nothing refused by the widened table");
     let cursor: u64 = conn
         .exec_first("SELECT seq FROM corp_state WHERE corpid = ?", (&corp.corpid,))
         .await
