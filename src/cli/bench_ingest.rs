@@ -85,6 +85,7 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
     let corps = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
     let ctx = IngestContext::new(store.clone(), lib, config.clone());
 
+    let cpu_before = CpuSample::take();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for corpid in corps {
@@ -100,6 +101,7 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
         stored += t.await??.stored;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = CpuSample::take().since(&cpu_before);
     let e2e = stored as f64 / elapsed;
 
     // The ceiling: the same RSA backend on the same threads, nothing else.
@@ -135,9 +137,133 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
     );
     println!("  RSA ceiling (aws-lc-rs PKCS#1 v1.5 decrypt only, same threads): {ceiling:.0} ops/s");
     println!("  ratio: {:.3} (goal ≥ 0.85)", e2e / ceiling);
+    print_cpu_account(&cpu, elapsed, stored, ceiling, config.decrypt_threads);
     sim.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// Where the cores went during the end-to-end run: the bench's own process
+/// by thread group, MariaDB's server process, and the rest of the machine
+/// (from `/proc`). The RSA ceiling assumes every core decrypts keys and nothing
+/// else; the account shows how much of the cores the other necessary work took
+/// (the SDK's TLS and parsing on the puller threads, the simulator serving in
+/// this process, MariaDB committing on the same cores), and so what ratio is
+/// reachable on this machine at all.
+#[derive(Debug, Clone, Default)]
+struct CpuSample {
+    /// CPU seconds of this process's threads, by group (see [`thread_group`]).
+    ours: std::collections::BTreeMap<&'static str, f64>,
+    /// CPU seconds of the MariaDB/MySQL server processes.
+    database: f64,
+    /// Busy and total CPU seconds of the whole machine (`/proc/stat`).
+    machine_busy: f64,
+    machine_total: f64,
+}
+
+/// Thread names this process gives its threads, grouped for the account.
+fn thread_group(name: &str) -> &'static str {
+    if name.starts_with("pull-") {
+        "SDK pullers (GetChatData: TLS, HTTP, JSON)"
+    } else if name.starts_with("tokio-runtime") {
+        "tokio workers (RSA + DecryptData pool, parse, SQL client, simulator)"
+    } else {
+        "other threads"
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// utime + stime (seconds) from a `/proc/…/stat` line (the name may hold spaces
+/// and parentheses, so fields are counted after the last `)`).
+fn stat_cpu_secs(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (u, s): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    Some((u + s) / clock_ticks())
+}
+
+impl CpuSample {
+    fn take() -> CpuSample {
+        let mut sample = CpuSample::default();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                let secs =
+                    std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| stat_cpu_secs(&s));
+                *sample.ours.entry(thread_group(name.trim())).or_default() += secs.unwrap_or(0.0);
+            }
+        }
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                if matches!(comm.trim(), "mariadbd" | "mysqld") {
+                    let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+                    sample.database += stat_cpu_secs(&stat).unwrap_or(0.0);
+                }
+            }
+        }
+        if let Some(line) =
+            std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().next().map(String::from))
+        {
+            let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal …
+            let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+            let total: f64 = v.iter().take(8).sum();
+            sample.machine_total = total / clock_ticks();
+            sample.machine_busy = (total - idle) / clock_ticks();
+        }
+        sample
+    }
+
+    fn since(&self, before: &CpuSample) -> CpuSample {
+        let mut ours = self.ours.clone();
+        for (k, v) in &before.ours {
+            *ours.entry(k).or_default() -= v;
+        }
+        CpuSample {
+            ours,
+            database: self.database - before.database,
+            machine_busy: self.machine_busy - before.machine_busy,
+            machine_total: self.machine_total - before.machine_total,
+        }
+    }
+}
+
+fn print_cpu_account(cpu: &CpuSample, elapsed: f64, stored: u64, ceiling: f64, threads: usize) {
+    if cpu.machine_total <= 0.0 {
+        return; // no /proc: nothing to account
+    }
+    let cores = cpu.machine_total / elapsed;
+    let ours: f64 = cpu.ours.values().sum();
+    // CPU seconds the RSA unwraps alone needed, at the ceiling's per-thread rate.
+    let rsa = stored as f64 * threads as f64 / ceiling;
+    let rest = (cpu.machine_busy - ours - cpu.database).max(0.0);
+    let idle = (cpu.machine_total - cpu.machine_busy).max(0.0);
+    println!(
+        "  where the {cores:.1} cores' {:.1} CPU-seconds went during the end-to-end run:",
+        cpu.machine_total
+    );
+    for (group, secs) in &cpu.ours {
+        println!("    {secs:>7.2}s  {group}");
+    }
+    println!("             (of these, RSA unwraps alone: {rsa:.2}s at the ceiling's rate)");
+    println!("    {:>7.2}s  MariaDB server", cpu.database);
+    println!("    {rest:>7.2}s  rest of the machine");
+    println!("    {idle:>7.2}s  idle");
+    // Everything but RSA that had to run on the same cores is capacity the
+    // ceiling does not have to share: the reachable ratio is what is left.
+    let necessary_other = (cpu.machine_busy - rest - rsa).max(0.0);
+    let reachable = 1.0 - necessary_other / cpu.machine_total;
+    println!(
+        "  reachable ratio on this machine (cores minus the non-RSA work this pipeline needs): {reachable:.3}; \
+         achieved {:.3} of it",
+        (stored as f64 / elapsed / ceiling) / reachable.max(f64::EPSILON)
+    );
 }
 
 /// `count` RSA-wrapped random encrypt_keys for the public half of `pem`.
@@ -160,6 +286,16 @@ fn wrap_random_keys(pem: &str, count: usize) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_are_read_after_the_name() {
+        let ticks = clock_ticks();
+        // pid (comm) state ppid … utime=250 stime=50 (fields 14 and 15).
+        let line = "42 (pull-a) b)) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        assert_eq!(stat_cpu_secs(line), Some(300.0 / ticks));
+        assert_eq!(stat_cpu_secs("garbage"), None);
+        assert_eq!(thread_group("pull-ww1"), "SDK pullers (GetChatData: TLS, HTTP, JSON)");
+    }
 
     #[test]
     fn bench_database_is_separate() {
