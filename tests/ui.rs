@@ -216,6 +216,36 @@ async fn post_status(c: &Client, path: &str, body: &str) -> u64 {
     c.execute_async(script, vec![json!(path), json!(body)]).await.unwrap().as_u64().unwrap_or(0)
 }
 
+/// Submits the page's (first) export form as the browser would, with the
+/// session's cookie, and returns the answer: status, headers and the body in
+/// base64 (a download cannot be read back through WebDriver otherwise).
+async fn download_export(c: &Client) -> Value {
+    let script = "const done = arguments[0];
+        const f = document.querySelector('form.export');
+        fetch(f.action, {method: 'POST', body: new URLSearchParams(new FormData(f))})
+          .then(r => r.arrayBuffer().then(b => {
+              const u = new Uint8Array(b); let s = '';
+              for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode.apply(null, u.subarray(i, i + 8192));
+              done({status: r.status, type: r.headers.get('content-type'),
+                    disposition: r.headers.get('content-disposition'), zip: btoa(s)});
+          }))
+          .catch(e => done({status: -1, error: String(e)}));";
+    c.execute_async(script, vec![]).await.unwrap()
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     let (db, store) = TestDb::fresh("ui_browse").await;
@@ -345,16 +375,43 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
         .unwrap();
     assert!(target.contains("报价单已发到邮箱"), "the hit opens its conversation at the message: {target}");
 
-    // An auditor's export of the conversation opens offline and renders like the browser.
+    // An auditor's export of the conversation, made from its page: a zip that
+    // unpacks into a folder that verifies offline and renders like the browser.
+    c.goto(&format!("{base}/ui/corp/{}/c?room={ROOM}", corpid.as_str())).await.unwrap();
+    let export_path = format!("/ui/corp/{}/export", corpid.as_str());
+    assert_eq!(
+        post_status(&c, &export_path, &format!("room={ROOM}")).await,
+        403,
+        "an export needs the CSRF token"
+    );
+    let download = download_export(&c).await;
+    assert_eq!(download["status"], 200, "{download}");
+    assert_eq!(download["type"], "application/zip");
+    let disposition = download["disposition"].as_str().unwrap();
+    assert!(disposition.starts_with("attachment; filename=\"export-wwuitest0001-room-"), "{disposition}");
+    let zip_bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, download["zip"].as_str().unwrap())
+            .unwrap();
     let exports = tempfile::tempdir().unwrap();
     let out = exports.path().join("room");
+    zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap().extract(&out).unwrap();
+    let check = verify_export(&out).unwrap();
+    assert_eq!(check.problem, None);
+    assert_eq!(check.records as usize, types.len(), "every record of the group");
+    let media: Vec<_> = walk(&out.join("media"));
+    assert!(media.len() >= 2, "the image and the voice (and its MP3) are in the export: {media:?}");
+    // The same selection written by the command line holds the same records.
+    let cli_out = exports.path().join("cli");
     let selection = ExportSelection::Room(ROOM.to_owned());
-    let summary = write_export(&store, msgfile.path(), &corpid, &selection, 0, i64::MAX, &out, "ui-test")
+    let summary = write_export(&store, msgfile.path(), &corpid, &selection, 0, i64::MAX, &cli_out, "ui-test")
         .await
         .unwrap();
-    assert_eq!(summary.records as usize, types.len());
-    assert!(summary.media_files >= 2, "the image and the voice (and its MP3) are in the export");
-    assert_eq!(verify_export(&out).unwrap().problem, None);
+    assert_eq!(summary.records, check.records);
+    assert_eq!(
+        std::fs::read(cli_out.join("messages.jsonl")).unwrap(),
+        std::fs::read(out.join("messages.jsonl")).unwrap(),
+        "the browser's export holds exactly the stored records the command line's does"
+    );
     c.goto(&format!("file://{}", out.join("index.html").display())).await.unwrap();
     let offline = c.source().await.unwrap();
     assert!(offline.contains("报价单已发到邮箱") && offline.contains("revoked by the sender"));
@@ -383,6 +440,7 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     let log = el(&c, Locator::Id("access")).await.text().await.unwrap();
     assert!(log.contains("view_conversation") && log.contains(&format!("Group {ROOM}")), "{log}");
     assert!(log.contains("search") && log.contains("报价单"), "searches are logged: {log}");
+    assert!(log.contains("export") && log.contains(ROOM), "exports are logged: {log}");
     screenshot(&c, "ui-access-log.png").await;
     submit(&c, Locator::Id("logout")).await;
 
@@ -394,6 +452,14 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
     assert!(c.source().await.unwrap().contains("Admins only."));
+    // With the auditor's own CSRF token, an export of a corp not granted is refused.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    let csrf =
+        c.execute("return document.querySelector(\"input[name='csrf']\").value", vec![]).await.unwrap();
+    let body = format!("csrf={}&all=1", csrf.as_str().unwrap());
+    assert_eq!(post_status(&c, &export_path, &body).await, 403, "not granted");
+    let granted_path = format!("/ui/corp/{}/export", other.as_str());
+    assert_eq!(post_status(&c, &granted_path, &body).await, 200, "the granted corp exports");
     // Search is scoped the same way: the other corp cannot be searched, its own holds nothing of it.
     c.goto(&format!("{base}/ui/corp/{}/search?q=%E6%8A%A5%E4%BB%B7", corpid.as_str())).await.unwrap();
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));

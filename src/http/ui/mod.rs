@@ -5,13 +5,15 @@
 //! - `/ui/`: corps with their pull state, backlog, quarantine and chain head.
 //! - `/ui/corp/{corp}`: its conversations; `/ui/corp/{corp}/c?…`: one conversation;
 //!   `/ui/corp/{corp}/media/{msgid}/{index}`: a media file;
-//!   `/ui/corp/{corp}/search?q=…`: full-text search.
+//!   `/ui/corp/{corp}/search?q=…`: full-text search;
+//!   `POST /ui/corp/{corp}/export`: an auditor export as a zip ([`export`]).
 //! - `/ui/admin/access`: the access log (admins).
 //!
 //! Handlers are thin: queries live in `store::browse`, rendering in
 //! `archive::render`, so the export renders exactly what the browser shows.
 
 pub mod auth;
+pub mod export;
 pub mod pages;
 pub mod search;
 
@@ -47,6 +49,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/corp/{corp}/c", get(pages::conversation))
         .route("/ui/corp/{corp}/media/{msgid}/{index}", get(pages::media))
         .route("/ui/corp/{corp}/search", get(search::search))
+        .route("/ui/corp/{corp}/export", post(export::export))
         .route("/ui/admin/access", get(pages::access_log))
         .with_state(state)
 }

@@ -340,6 +340,17 @@ pub async fn conversations(
             button type="submit" { "Filter" }
             a href=(format!("/ui/corp/{}/search", corpid.as_str())) { "Search messages" }
         }
+        details.exports {
+            summary { "Export for an auditor" }
+            (super::export::form(corpid.as_str(), &auth.session.csrf, ("all", "1"), "Export everything"))
+            form.export method="post" action=(format!("/ui/corp/{}/export", corpid.as_str())) {
+                input type="hidden" name="csrf" value=(auth.session.csrf);
+                label { "Person " input name="user" placeholder="userid or external id" required; }
+                label { "From " input type="date" name="from"; }
+                label { "to " input type="date" name="to"; }
+                button type="submit" { "Export what this person sent or received" }
+            }
+        }
         div.table-wrap { table id="conversations" {
             thead { tr { th { "Conversation" } th { "Kind" } th { "Messages" } th { "Last message" } } }
             tbody {
@@ -474,6 +485,11 @@ pub async fn conversation(
             label { "From day " input type="date" name="from" value=(q.from.clone().unwrap_or_default()); }
             button type="submit" { "Go" }
         }
+        @match &conv {
+            Conversation::Room { roomid } => (super::export::form(corpid.as_str(), &auth.session.csrf, ("room", roomid), "Export this group")),
+            Conversation::Pair { a, .. } => (super::export::form(corpid.as_str(), &auth.session.csrf, ("user", a), &format!("Export everything {a} sent or received"))),
+            Conversation::Undecrypted => {},
+        }
         (render::conversation(&records, &media))
         @if records.is_empty() { p.muted { "No messages here." } }
         div.pager { @if let Some(n) = next { a id="next" href=(n) { "Later messages →" } } }
@@ -512,6 +528,7 @@ pub async fn media(
     auth: Authed,
     UrlPath((corp, msgid, index)): UrlPath<(String, String, u32)>,
     Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let corpid = match granted(&auth, &corp) {
         Ok(c) => c,
@@ -538,21 +555,32 @@ pub async fn media(
             &auth.remote,
         )
         .await;
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("media");
-            (
-                [
-                    (header::CONTENT_TYPE, content_type(rel).to_owned()),
-                    (header::CONTENT_DISPOSITION, format!("inline; filename=\"{name}\"")),
-                    (header::CACHE_CONTROL, "private, no-store".to_owned()),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(_) => error(StatusCode::NOT_FOUND, "The media file is missing on disk."),
+    if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+        return error(StatusCode::NOT_FOUND, "The media file is missing on disk.");
     }
+    // Streamed from disk (a 2 GB meeting video is never read into memory),
+    // with HTTP ranges so a video can be sought and a cut download resumed.
+    let mut request = axum::http::Request::new(axum::body::Body::empty());
+    for name in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE] {
+        if let Some(v) = headers.get(&name) {
+            request.headers_mut().insert(name, v.clone());
+        }
+    }
+    let served = match tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(&path), request).await
+    {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Reading the media file: {e}")),
+    };
+    let mut response = served.map(axum::body::Body::new);
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("media");
+    let safe_name: String = name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type(rel)));
+    if let Ok(v) = header::HeaderValue::from_str(&format!("inline; filename=\"{safe_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, no-store"));
+    response
 }
 
 /// The access log (admins only).
