@@ -233,6 +233,14 @@ async fn download_export(c: &Client) -> Value {
     c.execute_async(script, vec![]).await.unwrap()
 }
 
+fn hex_sha256(b: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
 /// Every file below `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -442,6 +450,75 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     assert!(log.contains("search") && log.contains("报价单"), "searches are logged: {log}");
     assert!(log.contains("export") && log.contains(ROOM), "exports are logged: {log}");
     screenshot(&c, "ui-access-log.png").await;
+
+    // Feishu material per person: a recording (served with ranges) and a
+    // backed-up document, as the recordings and backup modules record them.
+    let (app, owner) = ("cli_uitest0001", "ou_uitest_owner");
+    let mp4: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let rec_rel = format!("feishu/{app}/{owner}/202503/2025-03-04_Weekly_sync_m1.mp4");
+    let doc_rel = "Specs/方案.docx";
+    let doc_bytes = b"PK\x03\x04 a docx".to_vec();
+    std::fs::create_dir_all(msgfile.path().join(&rec_rel).parent().unwrap()).unwrap();
+    std::fs::write(msgfile.path().join(&rec_rel), &mp4).unwrap();
+    let docs_dir = msgfile.path().join(format!("feishu/{app}/{owner}/docs"));
+    std::fs::create_dir_all(docs_dir.join("Specs")).unwrap();
+    std::fs::write(docs_dir.join(doc_rel), &doc_bytes).unwrap();
+    let sha = |b: &[u8]| hex_sha256(b);
+    conn.exec_drop(
+        "INSERT INTO feishu_users (app_id, open_id, name, access_token, refresh_token, access_expires_at,
+            access_lifetime_s, scope) VALUES (?, ?, '王小明', '', '', 0, 0, '')",
+        (app, owner),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "INSERT INTO feishu_recordings (app_id, meeting_id, topic, owner_open_id, start_time, path, bytes, sha256, state)
+         VALUES (?, 'm1', 'Weekly sync', ?, 1741082400, ?, ?, ?, 'done'),
+                (?, 'm2', 'No recording here', ?, 1741168800, '', NULL, '', 'no_recording')",
+        (app, owner, &rec_rel, mp4.len() as u64, sha(&mp4), app, owner),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "INSERT INTO feishu_docs (app_id, open_id, token, doc_type, title, path, size, sha256, status, last_backup_at)
+         VALUES (?, ?, 'doxcn1', 'docx', '方案', ?, ?, ?, 'exported', 1741082400000),
+                (?, ?, 'sld1', 'slides', 'Deck', '', NULL, NULL, 'not_exportable', 1741082400000)",
+        (app, owner, doc_rel, doc_bytes.len() as u64, sha(&doc_bytes), app, owner),
+    )
+    .await
+    .unwrap();
+    el(&c, Locator::LinkText("Feishu")).await.click().await.unwrap();
+    let people = el(&c, Locator::Id("feishu-people")).await.text().await.unwrap();
+    assert!(people.contains("王小明") && people.contains("2 (1)"), "{people}");
+    el(&c, Locator::Css("#feishu-people a")).await.click().await.unwrap();
+    let recordings = el(&c, Locator::Id("recordings")).await.text().await.unwrap();
+    assert!(recordings.contains("Weekly sync") && recordings.contains("no_recording"), "{recordings}");
+    let documents = el(&c, Locator::Id("documents")).await.text().await.unwrap();
+    assert!(documents.contains("方案") && documents.contains("not_exportable"), "{documents}");
+    screenshot(&c, "ui-feishu-person.png").await;
+    let fetch = "const [sel, range, done] = arguments;
+        const a = document.querySelector(sel);
+        fetch(a.href, {headers: range ? {range} : {}}).then(r => r.arrayBuffer().then(b => {
+            const u = new Uint8Array(b); let s = '';
+            for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode.apply(null, u.subarray(i, i + 8192));
+            done({status: r.status, type: r.headers.get('content-type'), body: btoa(s)});
+        })).catch(e => done({status: -1, error: String(e)}));";
+    let b64 = |v: &Value| {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v["body"].as_str().unwrap())
+            .unwrap()
+    };
+    let whole = c.execute_async(fetch, vec![json!("a.recording"), Value::Null]).await.unwrap();
+    assert_eq!((whole["status"].clone(), whole["type"].clone()), (json!(200), json!("video/mp4")));
+    assert_eq!(b64(&whole), mp4, "the recording's bytes");
+    let part = c.execute_async(fetch, vec![json!("a.recording"), json!("bytes=1000-1999")]).await.unwrap();
+    assert_eq!(part["status"], 206, "a range of the recording");
+    assert_eq!(b64(&part), &mp4[1000..2000]);
+    let doc = c.execute_async(fetch, vec![json!("a.document"), Value::Null]).await.unwrap();
+    assert_eq!(doc["status"], 200);
+    assert_eq!(b64(&doc), doc_bytes);
+    c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
+    let log = el(&c, Locator::Id("access")).await.text().await.unwrap();
+    assert!(log.contains("view_feishu") && log.contains("feishu_recording"), "{log}");
     submit(&c, Locator::Id("logout")).await;
 
     // The auditor sees only the granted corp.
@@ -452,6 +529,8 @@ async fn browse_a_conversation_with_every_type_as_admin_and_auditor() {
     assert!(c.source().await.unwrap().contains("You were not granted this corp."));
     c.goto(&format!("{base}/ui/admin/access")).await.unwrap();
     assert!(c.source().await.unwrap().contains("Admins only."));
+    c.goto(&format!("{base}/ui/feishu")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Admins only."), "Feishu pages are for admins");
     // With the auditor's own CSRF token, an export of a corp not granted is refused.
     c.goto(&format!("{base}/ui/")).await.unwrap();
     let csrf =

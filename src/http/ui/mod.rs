@@ -8,12 +8,16 @@
 //!   `/ui/corp/{corp}/search?q=…`: full-text search;
 //!   `POST /ui/corp/{corp}/export`: an auditor export as a zip ([`export`]).
 //! - `/ui/admin/access`: the access log (admins).
+//! - `/ui/feishu`, `/ui/feishu/{app}/{open_id}`: Feishu recordings and backed-up
+//!   documents per person, and their files (admins; [`feishu`]).
 //!
 //! Handlers are thin: queries live in `store::browse`, rendering in
 //! `archive::render`, so the export renders exactly what the browser shows.
 
 pub mod auth;
 pub mod export;
+pub mod feishu;
+pub mod files;
 pub mod pages;
 pub mod search;
 
@@ -51,5 +55,9 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/corp/{corp}/search", get(search::search))
         .route("/ui/corp/{corp}/export", post(export::export))
         .route("/ui/admin/access", get(pages::access_log))
+        .route("/ui/feishu", get(feishu::people))
+        .route("/ui/feishu/{app}/{open_id}", get(feishu::person))
+        .route("/ui/feishu/{app}/{open_id}/recording/{id}", get(feishu::recording))
+        .route("/ui/feishu/{app}/{open_id}/doc/{token}", get(feishu::document))
         .with_state(state)
 }

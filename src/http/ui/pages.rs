@@ -52,7 +52,10 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 header.top {
                     a href="/ui/" { strong { "wework-archive" } }
                     @if let Some(s) = session {
-                        @if s.user.role == Role::Admin { a href="/ui/admin/access" { "Access log" } }
+                        @if s.user.role == Role::Admin {
+                            a href="/ui/feishu" { "Feishu" }
+                            a href="/ui/admin/access" { "Access log" }
+                        }
                         span.who { (s.user.name) " (" (s.user.role.as_str()) ")" }
                         form method="post" action="/ui/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
@@ -503,19 +506,6 @@ pub struct MediaQuery {
     mp3: Option<String>,
 }
 
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("png") => "image/png",
-        Some("gif") => "image/gif",
-        Some("mp3") => "audio/mpeg",
-        Some("amr") => "audio/amr",
-        Some("mp4") => "video/mp4",
-        Some("pdf") => "application/pdf",
-        _ => "application/octet-stream",
-    }
-}
-
 /// A path relative to the media root that stays inside it.
 pub fn safe_relative(rel: &str) -> Option<&Path> {
     let p = Path::new(rel);
@@ -555,32 +545,8 @@ pub async fn media(
             &auth.remote,
         )
         .await;
-    if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
-        return error(StatusCode::NOT_FOUND, "The media file is missing on disk.");
-    }
-    // Streamed from disk (a 2 GB meeting video is never read into memory),
-    // with HTTP ranges so a video can be sought and a cut download resumed.
-    let mut request = axum::http::Request::new(axum::body::Body::empty());
-    for name in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE] {
-        if let Some(v) = headers.get(&name) {
-            request.headers_mut().insert(name, v.clone());
-        }
-    }
-    let served = match tower::ServiceExt::oneshot(tower_http::services::ServeFile::new(&path), request).await
-    {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Reading the media file: {e}")),
-    };
-    let mut response = served.map(axum::body::Body::new);
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("media");
-    let safe_name: String = name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type(rel)));
-    if let Ok(v) = header::HeaderValue::from_str(&format!("inline; filename=\"{safe_name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, no-store"));
-    response
+    super::files::serve(&path, &headers, super::files::content_type(rel), name).await
 }
 
 /// The access log (admins only).
