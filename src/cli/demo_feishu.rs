@@ -224,6 +224,7 @@ pub(crate) async fn run(
         std::fs::remove_dir_all(&app_dir).with_context(|| format!("removing {}", app_dir.display()))?;
     }
     let (demo_config, listener, note) = demo_config(config).await?;
+    // `feishu::start` binds PUBLIC_LISTEN itself, as `run` does: the probe lets go first.
     drop(listener);
     let demo_config = Arc::new(demo_config);
     let feishu = Feishu::new(store.clone(), demo_config.clone())?;
