@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo on a fresh machine: fetch the real SDK, make sure MariaDB and Redis
 # are up, build, and run `wework-archive demo` (simulator → Tencent's SDK →
-# decrypt → MariaDB, then media into msgfile/). Extra arguments go to `demo`.
+# decrypt → MariaDB, then media into msgfile/, then two meeting recordings from
+# the fake Feishu, its owner authorized through the card, into msgfile/feishu/).
+# Extra arguments go to `demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-sdk.sh >&2

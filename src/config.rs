@@ -210,6 +210,12 @@ struct FileSettings {
     feishu_oauth_scope: Option<String>,
     feishu_event_max_age_secs: Option<f64>,
     feishu_long_connection: Option<bool>,
+    feishu_recording_max_wait_secs: Option<f64>,
+    feishu_recording_poll_secs: Option<f64>,
+    feishu_recording_max_poll_secs: Option<f64>,
+    feishu_recording_workers: Option<usize>,
+    feishu_recording_claim_secs: Option<f64>,
+    feishu_recording_max_attempts: Option<u32>,
 }
 
 /// Resolved, validated settings. `Debug` redacts the URLs' passwords (the
@@ -438,7 +444,16 @@ impl Config {
             long_connection: pick!(feishu_long_connection).unwrap_or(false),
         };
         Ok(Config {
-            recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(&args.recordings)?,
+            recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(
+                &args.recordings.or(crate::feishu::recordings::settings::RecordingArgs {
+                    feishu_recording_max_wait_secs: file.feishu_recording_max_wait_secs,
+                    feishu_recording_poll_secs: file.feishu_recording_poll_secs,
+                    feishu_recording_max_poll_secs: file.feishu_recording_max_poll_secs,
+                    feishu_recording_workers: file.feishu_recording_workers,
+                    feishu_recording_claim_secs: file.feishu_recording_claim_secs,
+                    feishu_recording_max_attempts: file.feishu_recording_max_attempts,
+                }),
+            )?,
             public_listen,
             public_url,
             feishu,
@@ -643,6 +658,29 @@ mod tests {
         std::fs::write(&path, "nonsense_key = 1\n").unwrap();
         let err = Config::resolve(&args).unwrap_err();
         assert!(format!("{err:#}").contains("nonsense_key"), "{err:#}");
+    }
+
+    #[test]
+    fn recording_settings_come_from_the_file_under_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "feishu_recording_max_wait_secs = 3600\nfeishu_recording_workers = 5\n\
+             feishu_recording_poll_secs = 2.5\nfeishu_recording_max_attempts = 3\n",
+        )
+        .unwrap();
+        let mut args = SettingsArgs { config: Some(path.clone()), ..Default::default() };
+        args.recordings.feishu_recording_workers = Some(7);
+        let r = Config::resolve(&args).unwrap().recordings;
+        assert_eq!(r.max_wait, Duration::from_secs(3600));
+        assert_eq!(r.poll, Duration::from_millis(2500));
+        assert_eq!(r.max_attempts, 3);
+        assert_eq!(r.workers, 7, "the flag wins over the file");
+        assert_eq!(r.claim_ttl, Duration::from_secs(60), "the default where neither says");
+        std::fs::write(&path, "feishu_recording_workers = 0\n").unwrap();
+        args.recordings.feishu_recording_workers = None;
+        assert!(Config::resolve(&args).is_err(), "a bad value from the file is refused too");
     }
 
     #[test]

@@ -333,6 +333,44 @@ async fn an_owner_who_never_authorized_gets_the_card_and_the_recording_follows()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_sends_the_owner_exactly_one_card_and_the_recording_follows_approval() {
+    let e = env("rec_reauth", FeishuConfig { seed: 26, ..Default::default() }, 1).await;
+    let alice = e.manifest.users[0].open_id.clone();
+    e.authorize(&alice).await;
+    // Alice's access token is revoked, and her refresh token is used up elsewhere: the
+    // job's first call gets 99991677, the refresh 20073, and `oauth.rs` marks her
+    // needs_reauth and asks her; the job waiting for her must not ask again.
+    e.sim("/_sim/tokens/revoke", json!({"kind": "user", "open_id": alice})).await;
+    let secrets = &e.instances[0].feishu.config.secrets;
+    let user = e.store.feishu_user(e.app_id(), &alice, secrets).await.unwrap().unwrap();
+    let grant = json!({"grant_type": "refresh_token", "client_id": e.app_id(),
+                       "client_secret": e.manifest.app_secret, "refresh_token": user.tokens.refresh_token});
+    let used = e.sim("/open-apis/authen/v2/oauth/token", grant).await;
+    assert!(used["access_token"].is_string(), "{used}");
+    let m = e.meeting(json!({"owner_open_id": alice, "ready_after_s": 0.3, "bytes": 200_000})).await;
+    let id = m["meeting_id"].as_str().unwrap().to_owned();
+    e.wait_state(&id, RecordingState::AwaitingAuth, Duration::from_secs(30)).await;
+    let user = e.store.feishu_user(e.app_id(), &alice, secrets).await.unwrap().unwrap();
+    assert_eq!(user.state, wework_archive::store::feishu_users::UserState::NeedsReauth);
+    // Several more looks of the job (polls every 300 ms): still one card.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asks: Vec<Value> =
+        e.cards_to(&alice).await.into_iter().filter(|c| title(c) == "Authorize the archive").collect();
+    assert_eq!(asks.len(), 1, "one card per need: {asks:?}");
+    let now = e.store.recording(e.app_id(), &id).await.unwrap().unwrap();
+    assert_eq!(now.state, RecordingState::AwaitingAuth, "{}", now.last_error);
+    assert!(!now.auth_session.is_empty(), "the job is linked to a card");
+    let start = asks[0]["elements"][1]["actions"][0]["url"].as_str().unwrap().to_owned();
+    assert!(start.contains(&now.auth_session), "the job waits on the card that was sent: {start}");
+    e.approve(&start, &alice).await;
+    let r = e.wait_state(&id, RecordingState::Done, Duration::from_secs(30)).await;
+    assert_archived(&e, &r, &m);
+    let asks = e.cards_to(&alice).await.iter().filter(|c| title(c) == "Authorize the archive").count();
+    assert_eq!(asks, 1, "no card after the approval either");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_without_recording_ends_as_no_recording_without_endless_polling() {
     let e = env("rec_none", FeishuConfig { seed: 23, ..Default::default() }, 1).await;
     let alice = e.manifest.users[0].open_id.clone();
@@ -425,6 +463,42 @@ async fn throttling_bursts_and_dropped_connections_still_archive_exact_files() {
     assert!(stats["downloads"]["dropped"].as_u64().unwrap() > 0, "no download was cut: {stats}");
     assert!(stats["downloads"]["ranged"].as_u64().unwrap() > 0, "a cut download resumes with Range: {stats}");
     assert_eq!(e.store.recordings(Some(RecordingState::Done), 100).await.unwrap().len(), meetings.len());
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_download_url_is_fetched_again_within_the_attempt() {
+    // `url_expiry`: some Minutes media answers hand out a URL already past its day.
+    let faults = "url_expiry=0.4".parse().unwrap();
+    let e = env("rec_urlexp", FeishuConfig { seed: 27, faults, ..Default::default() }, 1).await;
+    let alice = e.manifest.users[0].open_id.clone();
+    e.authorize(&alice).await;
+    let media_route = "GET /open-apis/minutes/v1/minutes/:minute_token/media";
+    let mut meetings = 0u64;
+    let mut stats = Value::Null;
+    // Meetings end until a refused URL was met (the fault is random per media call).
+    for i in 0..8u64 {
+        let m = e
+            .meeting(json!({"owner_open_id": alice, "ready_after_s": 0.2, "bytes": 300_000 + 4099 * i}))
+            .await;
+        let r = e
+            .wait_state(m["meeting_id"].as_str().unwrap(), RecordingState::Done, Duration::from_secs(30))
+            .await;
+        assert_archived(&e, &r, &m);
+        assert_eq!(r.attempts, 0, "a refused URL is replaced inside the attempt, not by a retry");
+        meetings += 1;
+        stats = e.sim_get("/_sim/stats").await;
+        if stats["downloads"]["expired"].as_u64().unwrap() > 0 {
+            break;
+        }
+    }
+    let expired = stats["downloads"]["expired"].as_u64().unwrap();
+    assert!(expired > 0, "no URL expired: {stats}");
+    let downloads =
+        stats["downloads"]["full"].as_u64().unwrap() + stats["downloads"]["ranged"].as_u64().unwrap();
+    assert_eq!(downloads, meetings, "one accepted download per recording: {stats}");
+    let media_calls = stats["calls"][media_route].as_u64().unwrap();
+    assert!(media_calls >= meetings + expired, "a new URL for every refused one: {stats}");
     e.stop().await;
 }
 

@@ -16,6 +16,8 @@ pub(crate) enum BenchCommand {
     Media(super::bench_media::BenchMediaArgs),
     /// Archive browser p50/p95 of conversation pages and searches on a big corp (goal p95 < 200 ms).
     Browse(super::bench_browse::BenchBrowseArgs),
+    /// A 1 GiB Feishu meeting recording through the production path vs. a plain streaming read, and peak memory.
+    FeishuRecording(super::bench_feishu_recording::BenchFeishuRecordingArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Result<()> {
@@ -23,6 +25,7 @@ pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Resul
         BenchCommand::Ingest(args) => super::bench_ingest::run(args, config).await,
         BenchCommand::Media(args) => super::bench_media::run(args, config).await,
         BenchCommand::Browse(args) => super::bench_browse::run(args, config).await,
+        BenchCommand::FeishuRecording(args) => super::bench_feishu_recording::run(args, config).await,
     }
 }
 

@@ -2,7 +2,8 @@
 //! in-process (Tencent's real SDK talks to it through its proxy argument, as
 //! it would to qyapi.weixin.qq.com), migrates the real database, imports the
 //! simulator's corps and archives a few thousand messages, then prints what
-//! was stored.
+//! was stored. Then the Feishu half ([`super::demo_feishu`]): the fake Feishu,
+//! one owner authorized through the card, two meetings' recordings archived.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ pub(crate) struct DemoArgs {
         default_value = "http500=0.03,short_msg=0.002,bad_base64=0.002,unknown_ver=0.004,wrong_key=0.002"
     )]
     faults: FaultSpec,
+    /// Size of each of the two meeting recordings the fake Feishu serves, in KiB.
+    #[arg(long, default_value_t = 2048)]
+    recording_kib: u64,
 }
 
 /// Removes what an earlier demo stored for these corps, so every run starts clean.
@@ -181,6 +185,8 @@ pub(crate) async fn run(args: DemoArgs, config: Arc<Config>) -> anyhow::Result<E
         config.msgfile_dir.display(),
         media_started.elapsed().as_secs_f64()
     );
+    let recordings_exact =
+        super::demo_feishu::run(&store, &config, args.seed, args.recording_kib.max(1) << 10, &cancel).await?;
     let stats = sim.stats();
     println!(
         "\nsimulator: {} GetChatData calls, {} faults injected; done in {:.1}s",
@@ -189,5 +195,5 @@ pub(crate) async fn run(args: DemoArgs, config: Arc<Config>) -> anyhow::Result<E
         started.elapsed().as_secs_f64()
     );
     sim.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(if recordings_exact { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

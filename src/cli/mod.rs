@@ -3,10 +3,12 @@
 mod admin;
 mod bench;
 mod bench_browse;
+mod bench_feishu_recording;
 mod bench_ingest;
 mod bench_media;
 pub mod corp;
 mod demo;
+mod demo_feishu;
 mod export;
 mod feishu;
 mod feishu_backup;

@@ -94,6 +94,32 @@ impl Feishu {
         Ok(self.store.auth_session(&id).await?.expect("just created"))
     }
 
+    /// The person's live authorization card, sent now only when they have
+    /// none: every need of an authorization (a refused refresh, a recording
+    /// job waiting for its owner) asks once. The check and the send hold a
+    /// Redis lock per person, so two instances or two jobs that notice the
+    /// need together still send one card. `.1` is true when this call sent it.
+    pub async fn ensure_auth_card(
+        &self,
+        app_id: &str,
+        open_id: &str,
+    ) -> Result<(AuthSession, bool), FeishuError> {
+        let lock = format!("{}:auth-card:{app_id}:{open_id}", self.redis_prefix());
+        let owner = super::crypto::random_token(12);
+        let held = self.take_lock(&lock, &owner, std::time::Duration::from_secs(15)).await;
+        let result = async {
+            if let Some(live) = self.store.live_auth_session(app_id, open_id, now_s()).await? {
+                return Ok((live, false));
+            }
+            Ok((self.send_auth_card(app_id, open_id).await?, true))
+        }
+        .await;
+        if held {
+            self.release_lock(&lock, &owner).await;
+        }
+        result
+    }
+
     /// Ends a pending session and updates its card; logs instead of failing
     /// (the person's authorization itself already succeeded or failed).
     pub async fn close_session(&self, session_id: &str, to: SessionState, reason: &str) {

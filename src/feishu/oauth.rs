@@ -399,7 +399,7 @@ impl Feishu {
                     let why = format!("refresh refused: {e}");
                     if self.store.mark_user_needs_reauth(&app.app_id, open_id, user.version, &why).await? {
                         tracing::warn!(app = %app.app_id, open_id, "user token refresh refused: marked needs_reauth");
-                        if let Err(card) = self.send_auth_card(&app.app_id, open_id).await {
+                        if let Err(card) = self.ensure_auth_card(&app.app_id, open_id).await {
                             tracing::warn!(app = %app.app_id, open_id, "re-authorization card not sent: {card}");
                         }
                     }

@@ -112,6 +112,25 @@ impl Store {
         row.map(|r| from_row(secrets, r)).transpose()
     }
 
+    /// Deletes what an app's tenant left here (users and their tokens, OAuth
+    /// states, card sessions, received events, recording jobs, document
+    /// states), keeping the app and the token hand-out audit. For `demo`, whose
+    /// fake tenant has the same ids on every run: a rerun must start clean.
+    pub async fn forget_feishu_app_activity(&self, app_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        for table in [
+            "feishu_users",
+            "feishu_oauth_states",
+            "feishu_auth_sessions",
+            "feishu_events",
+            "feishu_recordings",
+            "feishu_docs",
+        ] {
+            conn.exec_drop(format!("DELETE FROM {table} WHERE app_id = ?"), (app_id,)).await?;
+        }
+        Ok(())
+    }
+
     /// Every app, by id.
     pub async fn feishu_apps(&self, secrets: &SecretBox) -> Result<Vec<FeishuApp>, StoreError> {
         let mut conn = self.conn().await?;

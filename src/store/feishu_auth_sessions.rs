@@ -115,6 +115,31 @@ impl Store {
         }))
     }
 
+    /// The newest session of a person that can still be answered at `now`:
+    /// pending, not past expiry, and its card sent (a session whose card never
+    /// went out asks nobody).
+    pub async fn live_auth_session(
+        &self,
+        app_id: &str,
+        open_id: &str,
+        now: i64,
+    ) -> Result<Option<AuthSession>, StoreError> {
+        let mut conn = self.conn().await?;
+        let id: Option<String> = conn
+            .exec_first(
+                "SELECT id FROM feishu_auth_sessions
+                 WHERE app_id = ? AND open_id = ? AND state = 'pending' AND expires_at > ? AND message_id <> ''
+                 ORDER BY created_at DESC LIMIT 1",
+                (app_id, open_id, now),
+            )
+            .await?;
+        drop(conn);
+        match id {
+            Some(id) => self.auth_session(&id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Moves a pending session to `to`; true when this call made the change.
     pub async fn finish_auth_session(
         &self,

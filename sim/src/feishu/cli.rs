@@ -25,7 +25,8 @@ pub struct FeishuArgs {
     /// Subscribe this webhook at start.
     #[arg(long, env = "FEISHU_SIM_EVENT_URL")]
     pub event_url: Option<String>,
-    /// Random faults, e.g. `throttle=0.05,export_slow=0.2,export_fail=0.1,drop=0.02,token_expiry=0.01`.
+    /// Random faults, e.g. `throttle=0.05,export_slow=0.2,export_fail=0.1,drop=0.02,token_expiry=0.01,url_expiry=0.3`
+    /// (`url_expiry`: a Minutes media download_url handed out already expired).
     #[arg(long, env = "FEISHU_SIM_FAULTS", default_value = "")]
     pub faults: FeishuFaults,
     /// Tenant/app access-token lifetime in seconds (Feishu: 7200).

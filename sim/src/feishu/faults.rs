@@ -1,7 +1,7 @@
 //! `--faults SPEC`: random faults of the fake platform, deterministic under the seed.
 //!
 //! SPEC is `kind=rate,…` with rates in `[0, 1]`, e.g.
-//! `throttle=0.05,export_slow=0.2,export_fail=0.1,drop=0.02,token_expiry=0.01`. Each decision
+//! `throttle=0.05,export_slow=0.2,export_fail=0.1,drop=0.02,token_expiry=0.01,url_expiry=0.3`. Each decision
 //! draws from its own stream (kind, n-th decision of that kind), so a run with the same seed and
 //! the same sequence of calls sees the same faults.
 
@@ -23,15 +23,19 @@ pub enum FeishuFaultKind {
     Drop,
     /// A valid access token stops working early (99991663 / 99991677).
     TokenExpiry,
+    /// A Minutes media `download_url` is handed out already past its day (as if the client
+    /// had held it that long): its download is refused like any expired pre-signed URL.
+    UrlExpiry,
 }
 
 impl FeishuFaultKind {
-    const ALL: [FeishuFaultKind; 5] = [
+    const ALL: [FeishuFaultKind; 6] = [
         FeishuFaultKind::Throttle,
         FeishuFaultKind::ExportSlow,
         FeishuFaultKind::ExportFail,
         FeishuFaultKind::Drop,
         FeishuFaultKind::TokenExpiry,
+        FeishuFaultKind::UrlExpiry,
     ];
 
     /// The name used in SPEC.
@@ -42,6 +46,7 @@ impl FeishuFaultKind {
             FeishuFaultKind::ExportFail => "export_fail",
             FeishuFaultKind::Drop => "drop",
             FeishuFaultKind::TokenExpiry => "token_expiry",
+            FeishuFaultKind::UrlExpiry => "url_expiry",
         }
     }
 
@@ -57,7 +62,9 @@ pub enum FeishuFaultsError {
     #[error("fault {0:?} is not kind=rate")]
     Syntax(String),
     /// An unknown kind.
-    #[error("unknown fault kind {0:?} (known: throttle, export_slow, export_fail, drop, token_expiry)")]
+    #[error(
+        "unknown fault kind {0:?} (known: throttle, export_slow, export_fail, drop, token_expiry, url_expiry)"
+    )]
     Kind(String),
     /// A rate outside `[0, 1]`.
     #[error("fault rate {0:?} is not a number in [0, 1]")]
@@ -67,8 +74,8 @@ pub enum FeishuFaultsError {
 /// Fault rates plus the per-kind decision counters.
 #[derive(Debug, Default)]
 pub struct FeishuFaults {
-    rates: [f64; 5],
-    counters: [AtomicU64; 5],
+    rates: [f64; 6],
+    counters: [AtomicU64; 6],
 }
 
 impl Clone for FeishuFaults {
@@ -121,8 +128,9 @@ mod tests {
 
     #[test]
     fn parses_and_rolls_deterministically() {
-        let f: FeishuFaults = "throttle=0.5, export_fail=1".parse().unwrap();
+        let f: FeishuFaults = "throttle=0.5, export_fail=1, url_expiry=0.25".parse().unwrap();
         assert_eq!(f.rate(FeishuFaultKind::Throttle), 0.5);
+        assert_eq!(f.rate(FeishuFaultKind::UrlExpiry), 0.25);
         assert_eq!(f.rate(FeishuFaultKind::Drop), 0.0);
         assert!(f.roll(1, FeishuFaultKind::ExportFail));
         assert!(!f.roll(1, FeishuFaultKind::Drop));

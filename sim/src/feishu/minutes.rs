@@ -69,7 +69,13 @@ pub(crate) async fn media(
     if now_ms() < m.ready_ms {
         return Err(ApiError::bad(2091003, "minutes not finished transcribing"));
     }
-    let expires = now_s() + URL_TTL_S;
+    // The `url_expiry` fault: a URL already past its day, signed like any other, so the download
+    // refuses it through the ordinary expiry check.
+    let expires = if app.config.faults.roll(app.config.seed, FeishuFaultKind::UrlExpiry) {
+        now_s().saturating_sub(1)
+    } else {
+        now_s() + URL_TTL_S
+    };
     let url = format!(
         "{}/minutes-media/{token}?expires={expires}&sign={}",
         app.base_url,
@@ -86,9 +92,16 @@ pub(crate) async fn download_media(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let expires: u64 = q.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
-    let valid = q.get("sign").is_some_and(|s| *s == signature(&app, &token, expires)) && expires >= now_s();
-    let meeting = app.lock().vc.by_minute(&token).cloned();
-    let Some(m) = meeting.filter(|_| valid) else {
+    let signed = q.get("sign").is_some_and(|s| *s == signature(&app, &token, expires));
+    let expired = signed && expires < now_s();
+    let meeting = {
+        let mut inner = app.lock();
+        if expired {
+            inner.vc.downloads_expired += 1;
+        }
+        inner.vc.by_minute(&token).cloned()
+    };
+    let Some(m) = meeting.filter(|_| signed && !expired) else {
         return ApiError::new(StatusCode::FORBIDDEN, 403, "the download URL is invalid or expired")
             .into_response();
     };

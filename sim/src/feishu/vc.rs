@@ -44,6 +44,8 @@ pub(crate) struct Meetings {
     pub range_starts: Vec<u64>,
     /// Downloads cut by the `drop` fault.
     pub downloads_dropped: u64,
+    /// Downloads refused because their (correctly signed) URL had expired.
+    pub downloads_expired: u64,
 }
 
 impl Meetings {
@@ -62,6 +64,7 @@ impl Meetings {
         stats["downloads"] = json!({
             "full": self.downloads_full, "ranged": self.downloads_ranged,
             "range_starts": self.range_starts, "dropped": self.downloads_dropped,
+            "expired": self.downloads_expired,
         });
     }
 }

@@ -75,8 +75,11 @@ fn classify(e: FeishuError) -> Outcome {
     }
 }
 
-/// Makes sure the owner has a live authorization card; sends one otherwise.
-/// A card the owner declined is not sent again (an operator's `retry` does).
+/// Makes sure the owner has a live authorization card, and links it to the
+/// job. One card per need: a card already out (sent for another job, by a
+/// refused refresh in `oauth.rs`, or by an operator) is the one this job waits
+/// on too. A card the owner declined for a recording is not sent again (an
+/// operator's `retry` does).
 async fn ensure_card(f: &Feishu, job: &Recording) {
     let sessions = match f.store.recording_auth_sessions(&job.app_id, &job.owner_open_id).await {
         Ok(s) => s,
@@ -86,17 +89,20 @@ async fn ensure_card(f: &Feishu, job: &Recording) {
         }
     };
     for id in &sessions {
-        if let Ok(Some(s)) = f.store.auth_session(id).await {
-            let live = s.state == SessionState::Pending && s.expires_at > now_s();
-            if live || s.state == SessionState::Rejected {
-                return;
-            }
+        if let Ok(Some(s)) = f.store.auth_session(id).await
+            && s.state == SessionState::Rejected
+        {
+            return;
         }
     }
-    match f.send_auth_card(&job.app_id, &job.owner_open_id).await {
-        Ok(s) => {
-            tracing::info!(meeting = %job.meeting_id, owner = %job.owner_open_id, "authorization card sent for a recording");
-            if let Err(e) = f.store.set_recording_auth_session(job.id, &s.id).await {
+    match f.ensure_auth_card(&job.app_id, &job.owner_open_id).await {
+        Ok((s, sent)) => {
+            if sent {
+                tracing::info!(meeting = %job.meeting_id, owner = %job.owner_open_id, "authorization card sent for a recording");
+            }
+            if s.id != job.auth_session
+                && let Err(e) = f.store.set_recording_auth_session(job.id, &s.id).await
+            {
                 tracing::warn!(meeting = %job.meeting_id, "recording the card session: {e}");
             }
         }

@@ -1,5 +1,7 @@
-//! Settings of the recording archive: each a flag and an environment variable
-//! (DEVELOPERS.md), flattened into the global settings.
+//! Settings of the recording archive: each a flag, an environment variable
+//! and a config-file key of the same name (DEVELOPERS.md), flattened into the
+//! global settings; `src/config.rs` reads the file's keys and hands them to
+//! [`RecordingArgs::or`], so the precedence is flag > environment > file > default.
 
 use std::time::Duration;
 
@@ -27,6 +29,30 @@ pub struct RecordingArgs {
     /// Failed attempts (errors, not "not ready yet") before a job is `failed` [default: 12].
     #[arg(long, env = "FEISHU_RECORDING_MAX_ATTEMPTS", global = true)]
     pub feishu_recording_max_attempts: Option<u32>,
+}
+
+impl RecordingArgs {
+    /// Each setting given here, else the one of `fallback` (the config file's).
+    pub fn or(&self, fallback: RecordingArgs) -> RecordingArgs {
+        RecordingArgs {
+            feishu_recording_max_wait_secs: self
+                .feishu_recording_max_wait_secs
+                .or(fallback.feishu_recording_max_wait_secs),
+            feishu_recording_poll_secs: self
+                .feishu_recording_poll_secs
+                .or(fallback.feishu_recording_poll_secs),
+            feishu_recording_max_poll_secs: self
+                .feishu_recording_max_poll_secs
+                .or(fallback.feishu_recording_max_poll_secs),
+            feishu_recording_workers: self.feishu_recording_workers.or(fallback.feishu_recording_workers),
+            feishu_recording_claim_secs: self
+                .feishu_recording_claim_secs
+                .or(fallback.feishu_recording_claim_secs),
+            feishu_recording_max_attempts: self
+                .feishu_recording_max_attempts
+                .or(fallback.feishu_recording_max_attempts),
+        }
+    }
 }
 
 /// Resolved.
