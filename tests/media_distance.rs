@@ -210,6 +210,13 @@ async fn sigkill_with_ranges_in_flight_refetches_no_finished_range() {
     child.wait().unwrap();
 
     let rows = ranges(&setup.store, job_id).await;
+    // The job's bytes_done counts every durable byte of its ranges.
+    let durable_bytes: u64 = rows.iter().map(|(s, _, d)| d.min(&video.size) - s.min(&video.size)).sum();
+    let mut conn = setup.store.conn().await.unwrap();
+    let bytes_done: Option<u64> =
+        conn.exec_first("SELECT bytes_done FROM media_jobs WHERE id = ?", (job_id,)).await.unwrap();
+    drop(conn);
+    assert_eq!(bytes_done, Some(durable_bytes), "{rows:?}");
     let finished: Vec<(u64, u64)> =
         rows.iter().filter(|(_, e, d)| d >= e).map(|(s, e, _)| (*s, *e)).collect();
     let durable: BTreeSet<u64> = rows.iter().flat_map(|(s, _, d)| pages_of(*s, *d)).collect();
@@ -287,7 +294,12 @@ async fn job_error(store: &Store, sdkfileid: &str) -> (u32, i32, String) {
 /// A 16 MiB video by 2 MiB ranges whose page at `failing` answers HTTP 500
 /// `times` times; drained in one process with 2 errors in a row per range
 /// allowed per attempt and 3 attempts per job.
-async fn drain_with_a_failing_range(tag: &str, seed: u64, failing: u64, times: u64) -> (Simulator, Setup) {
+async fn drain_with_a_failing_range(
+    tag: &str,
+    seed: u64,
+    failing: u64,
+    times: u64,
+) -> (Simulator, Setup, MediaContext) {
     let sim = start_sim(SimConfig {
         seed,
         corps: 1,
@@ -301,11 +313,11 @@ async fn drain_with_a_failing_range(tag: &str, seed: u64, failing: u64, times: u
     .await;
     let setup = Setup::new(tag, &sim).await;
     let opts = MediaOptions { chunk_retries: 2, max_attempts: 3, ..setup.options() };
-    let (_, report) = setup.drain(opts).await;
+    let (ctx, report) = setup.drain(opts).await;
     // Settled: done, or failed at the attempt bound.
     let settled = report.count(JobState::Done) + report.count(JobState::Failed);
     assert_eq!(settled, report.by_state.values().sum::<u64>(), "{report:?}");
-    (sim, setup)
+    (sim, setup, ctx)
 }
 
 /// No page of the video but `failing` was asked for twice, across all the
@@ -326,7 +338,10 @@ async fn a_range_that_fails_repeatedly_is_resumed_without_refetching_finished_ra
     // the first attempt gives the job back after 3 errors in a row on that
     // range, the second meets one more error, then gets it.
     let failing = 12 * MIB + CHUNK;
-    let (sim, setup) = drain_with_a_failing_range("media_dist_flaky", 165, failing, 4).await;
+    let (sim, setup, ctx) = drain_with_a_failing_range("media_dist_flaky", 165, failing, 4).await;
+    // The second attempt took over at least the six ranges before the failing one.
+    let reused = ctx.stats.ranges_reused.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reused >= 6, "finished ranges reused: {reused}");
     let video = big_video(&sim);
     let (_, state, path, attempts, _) = job(&setup.store, &video.sdkfileid).await;
     assert_eq!(state, "done");
@@ -341,7 +356,7 @@ async fn a_range_that_fails_repeatedly_is_resumed_without_refetching_finished_ra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_that_never_succeeds_ends_failed_and_keeps_its_finished_ranges() {
     let failing = 12 * MIB + CHUNK;
-    let (sim, setup) = drain_with_a_failing_range("media_dist_dead", 166, failing, u64::MAX).await;
+    let (sim, setup, _) = drain_with_a_failing_range("media_dist_dead", 166, failing, u64::MAX).await;
     let video = big_video(&sim);
     let (id, state, _, attempts, _) = job(&setup.store, &video.sdkfileid).await;
     assert_eq!((state.as_str(), attempts), ("failed", 3), "failed at the attempt bound");

@@ -275,6 +275,7 @@ impl CorpRun {
             tracing::info!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, bytes = kept, ranges = units.iter().filter(|u| u.finished()).count(), "resuming a media download by ranges");
         }
         MediaStats::add(&self.ctx.stats.ranged_files, 1);
+        MediaStats::add(&self.ctx.stats.ranges_reused, units.iter().filter(|u| u.finished()).count() as u64);
         let writer =
             part.writer().map_err(|source| Stop::Part(PartError::Io { path: part.path().into(), source }))?;
         let writer = Arc::new(writer);
@@ -434,6 +435,10 @@ impl CorpRun {
                     .map(|&i| MediaRange { start: units[i].start, end: units[i].end, done: units[i].done })
                     .collect();
                 let finished = rows.iter().filter(|r| r.is_finished()).count() as u64;
+                // The job's bytes_done (what `status` and the admin UI show) counts the
+                // durable plaintext bytes of every range; the single loop ignores it
+                // without an index, so a ranged job never resumes from it.
+                let durable: u64 = units.iter().map(|u| u.done.min(size) - u.start.min(size)).sum();
                 let recorded = self
                     .ctx
                     .store
@@ -442,6 +447,7 @@ impl CorpRun {
                         job.claim_token,
                         self.queue.claim_ttl_micros(),
                         n as u32,
+                        durable,
                         &rows,
                     )
                     .await;
