@@ -17,7 +17,8 @@ use wework_archive::cli::corp::import_sim_manifest;
 use wework_archive::config::Config;
 use wework_archive::store::{CorpId, Store};
 use wework_archive::wecom::ingest::{CorpSpec, RunOptions, pull_corp};
-use wework_archive::wecom::media::{MediaContext, MediaOptions, MediaReport, drain_corp};
+use wework_archive::wecom::media::queue::CODE_CORRUPT;
+use wework_archive::wecom::media::{JobState, MediaContext, MediaOptions, MediaReport, drain_corp};
 use wework_archive_sim::{MediaItem, Rotation, SimConfig, Simulator};
 
 use crate::common::{TestDb, binary, ingest_context, sdk_lib, test_config};
@@ -209,6 +210,13 @@ async fn sigkill_with_ranges_in_flight_refetches_no_finished_range() {
     child.wait().unwrap();
 
     let rows = ranges(&setup.store, job_id).await;
+    // The job's bytes_done counts every durable byte of its ranges.
+    let durable_bytes: u64 = rows.iter().map(|(s, _, d)| d.min(&video.size) - s.min(&video.size)).sum();
+    let mut conn = setup.store.conn().await.unwrap();
+    let bytes_done: Option<u64> =
+        conn.exec_first("SELECT bytes_done FROM media_jobs WHERE id = ?", (job_id,)).await.unwrap();
+    drop(conn);
+    assert_eq!(bytes_done, Some(durable_bytes), "{rows:?}");
     let finished: Vec<(u64, u64)> =
         rows.iter().filter(|(_, e, d)| d >= e).map(|(s, e, _)| (*s, *e)).collect();
     let durable: BTreeSet<u64> = rows.iter().flat_map(|(s, _, d)| pages_of(*s, *d)).collect();
@@ -269,4 +277,190 @@ async fn parallel_ranges_stay_within_the_per_corp_stream_limit() {
     let counts = page_counts(&sim, &video);
     assert!(counts.values().all(|n| *n == 1), "a clean run asks for every page once: {counts:?}");
     setup.cleanup().await;
+}
+
+/// A job's attempts, last code and last error.
+async fn job_error(store: &Store, sdkfileid: &str) -> (u32, i32, String) {
+    let mut conn = store.conn().await.unwrap();
+    conn.exec_first(
+        "SELECT attempts, last_code, last_error FROM media_jobs WHERE sdkfileid = ?",
+        (sdkfileid,),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// A 16 MiB video by 2 MiB ranges whose page at `failing` answers HTTP 500
+/// `times` times; drained in one process with 2 errors in a row per range
+/// allowed per attempt and 3 attempts per job.
+async fn drain_with_a_failing_range(
+    tag: &str,
+    seed: u64,
+    failing: u64,
+    times: u64,
+) -> (Simulator, Setup, MediaContext) {
+    let sim = start_sim(SimConfig {
+        seed,
+        corps: 1,
+        messages: 32,
+        big_video: Some(16 * MIB),
+        rotation: Rotation::Never,
+        latency: Duration::from_millis(5),
+        failing_media_offset: Some((failing, times)),
+        ..Default::default()
+    })
+    .await;
+    let setup = Setup::new(tag, &sim).await;
+    let opts = MediaOptions { chunk_retries: 2, max_attempts: 3, ..setup.options() };
+    let (ctx, report) = setup.drain(opts).await;
+    // Settled: done, or failed at the attempt bound.
+    let settled = report.count(JobState::Done) + report.count(JobState::Failed);
+    assert_eq!(settled, report.by_state.values().sum::<u64>(), "{report:?}");
+    (sim, setup, ctx)
+}
+
+/// No page of the video but `failing` was asked for twice, across all the
+/// attempts of one process: no finished range, durable page or page in flight
+/// at the give-back was fetched again. `every`: each page was asked for.
+fn assert_no_page_fetched_twice(sim: &Simulator, video: &MediaItem, failing: u64, every: bool) {
+    let counts = page_counts(sim, video);
+    let total = (video.size / 16 + 1) * 16;
+    for p in pages_of(0, total).filter(|p| *p != failing) {
+        let n = counts.get(&p).copied().unwrap_or(0);
+        assert!(n == 1 || (n == 0 && !every), "page {p} asked for {n} times: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_that_fails_repeatedly_is_resumed_without_refetching_finished_ranges() {
+    // The page 12.5 MiB into the video (only it is that large) fails 4 times:
+    // the first attempt gives the job back after 3 errors in a row on that
+    // range, the second meets one more error, then gets it.
+    let failing = 12 * MIB + CHUNK;
+    let (sim, setup, ctx) = drain_with_a_failing_range("media_dist_flaky", 165, failing, 4).await;
+    // The second attempt took over at least the six ranges before the failing one.
+    let reused = ctx.stats.ranges_reused.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reused >= 6, "finished ranges reused: {reused}");
+    let video = big_video(&sim);
+    let (_, state, path, attempts, _) = job(&setup.store, &video.sdkfileid).await;
+    assert_eq!(state, "done");
+    assert_eq!(attempts, 1, "one attempt given back");
+    assert_eq!(md5_file(&setup.root.path().join(&path)), video.md5);
+    assert_eq!(page_counts(&sim, &video).get(&failing), Some(&5), "4 errors, then served");
+    assert_no_page_fetched_twice(&sim, &video, failing, true);
+    assert!(jobs(&setup.store).await.iter().all(|(_, s, _)| s == "done"));
+    setup.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_that_never_succeeds_ends_failed_and_keeps_its_finished_ranges() {
+    let failing = 12 * MIB + CHUNK;
+    let (sim, setup, _) = drain_with_a_failing_range("media_dist_dead", 166, failing, u64::MAX).await;
+    let video = big_video(&sim);
+    let (id, state, _, attempts, _) = job(&setup.store, &video.sdkfileid).await;
+    assert_eq!((state.as_str(), attempts), ("failed", 3), "failed at the attempt bound");
+    let (_, code, error) = job_error(&setup.store, &video.sdkfileid).await;
+    assert_eq!(code, 10001, "the SDK's network error, as the server's 500 gives: {error}");
+    assert!(!error.is_empty());
+    // 3 attempts × 3 errors in a row each.
+    assert_eq!(page_counts(&sim, &video).get(&failing), Some(&9));
+    assert_no_page_fetched_twice(&sim, &video, failing, false);
+    // The rest of the failing range was never asked for (it is walked in order).
+    let counts = page_counts(&sim, &video);
+    assert!(pages_of(failing + CHUNK, 14 * MIB).all(|p| !counts.contains_key(&p)), "{counts:?}");
+    // Everything but the failing range stays durable for `media retry`.
+    let rows = ranges(&setup.store, id).await;
+    let finished: u64 = rows.iter().filter(|(_, e, d)| d >= e).map(|(s, e, _)| e - s).sum();
+    let total = (video.size / 16 + 1) * 16;
+    assert_eq!(finished, total - 2 * MIB, "{rows:?}");
+    let others = jobs(&setup.store).await;
+    assert!(others.iter().filter(|(f, ..)| *f != video.sdkfileid).all(|(_, s, _)| s == "done"), "{others:?}");
+    setup.cleanup().await;
+}
+
+/// A 16 MiB video by 2 MiB ranges whose page 8.5 MiB in comes with a flipped
+/// byte the first `times` times it is served (right size, wrong md5), among the
+/// corpus's small files; drained in one process.
+async fn drain_with_a_corrupted_range(tag: &str, seed: u64, times: u64) -> (Simulator, Setup) {
+    let sim = start_sim(SimConfig {
+        seed,
+        corps: 1,
+        messages: 32,
+        big_video: Some(16 * MIB),
+        rotation: Rotation::Never,
+        latency: Duration::from_millis(5),
+        corrupt_media_offset: Some((8 * MIB + CHUNK, times)),
+        ..Default::default()
+    })
+    .await;
+    let setup = Setup::new(tag, &sim).await;
+    let (_, report) = setup.drain(setup.options()).await;
+    let settled = report.count(JobState::Done) + report.count(JobState::Corrupt);
+    assert_eq!(settled, report.by_state.values().sum::<u64>(), "{report:?}");
+    (sim, setup)
+}
+
+/// Every other file is done and each of its pages was asked for once.
+async fn assert_other_files_untouched(sim: &Simulator, setup: &Setup, video: &MediaItem) {
+    let corpus = sim.corpus();
+    let others: Vec<_> = corpus.corps[0].media.iter().filter(|m| m.fileid != video.fileid).collect();
+    assert!(!others.is_empty());
+    for m in others {
+        let counts = page_counts(sim, m);
+        assert!(!counts.is_empty() && counts.values().all(|n| *n == 1), "{}: {counts:?}", m.fileid);
+        let (_, state, ..) = job(&setup.store, &m.sdkfileid).await;
+        assert_eq!(state, "done", "{}", m.fileid);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_range_refetches_only_that_file() {
+    let (sim, setup) = drain_with_a_corrupted_range("media_dist_corrupt", 167, 1).await;
+    let video = big_video(&sim);
+    let (id, state, path, _, verify_failures) = job(&setup.store, &video.sdkfileid).await;
+    assert_eq!((state.as_str(), verify_failures), ("done", 1));
+    assert_eq!(md5_file(&setup.root.path().join(&path)), video.md5);
+    // The md5 covers the whole file, not a range: which range was bad cannot be
+    // known, so the whole video is fetched again, once, and nothing else is.
+    let counts = page_counts(&sim, &video);
+    let total = (video.size / 16 + 1) * 16;
+    assert_eq!(counts.len() as u64, total.div_ceil(CHUNK));
+    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+    assert_other_files_untouched(&sim, &setup, &video).await;
+    assert!(ranges(&setup.store, id).await.is_empty());
+    setup.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_corrupted_every_time_ends_the_file_corrupt() {
+    // As many bad downloads as the bound (max_verify_failures, 3).
+    let (sim, setup) = drain_with_a_corrupted_range("media_dist_corrupt3", 168, 3).await;
+    let video = big_video(&sim);
+    let (id, state, path, _, verify_failures) = job(&setup.store, &video.sdkfileid).await;
+    assert_eq!((state.as_str(), verify_failures, path.as_str()), ("corrupt", 3, ""));
+    let (_, code, error) = job_error(&setup.store, &video.sdkfileid).await;
+    assert_eq!(code, CODE_CORRUPT, "{error}");
+    assert!(error.contains("md5"), "{error}");
+    let counts = page_counts(&sim, &video);
+    assert!(counts.values().all(|n| *n == 3), "three whole downloads: {counts:?}");
+    assert!(ranges(&setup.store, id).await.is_empty(), "no range claims bytes of a discarded file");
+    let leftovers: Vec<_> = walk(setup.root.path()).into_iter().filter(|p| p.ends_with(".part")).collect();
+    assert!(leftovers.is_empty(), "the bad file is discarded: {leftovers:?}");
+    assert_other_files_untouched(&sim, &setup, &video).await;
+    setup.cleanup().await;
+}
+
+/// Every file under `dir`, as strings.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.to_string_lossy().into_owned());
+        }
+    }
+    out
 }

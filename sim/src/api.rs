@@ -230,6 +230,8 @@ async fn getchatmediadata(shared: &Arc<Shared>, link: &Link, req: &Request) -> R
         shared.count_fault(FaultKind::Http500);
         return Reply::Normal(Response::status_page(500));
     }
+    let forced_corrupt =
+        matches!(link.corrupt_media_offset, Some((at, times)) if at == start && asked <= times);
     let identity = mix(&[3, str_hash(&fileid), start]);
     let fault = shared.decide(
         Endpoint::GetChatMediaData,
@@ -261,7 +263,7 @@ async fn getchatmediadata(shared: &Arc<Shared>, link: &Link, req: &Request) -> R
                     _ => start + CHUNK - 1,
                 };
                 let claim_first = fault == Some(FaultKind::MediaRangeLoop) && start > 0;
-                media_chunk(shared, item, start, end, claim_first).await
+                media_chunk(shared, item, start, end, claim_first, forced_corrupt).await
             }
         },
         (Ok(_), ..) => Response::errcode(40058, "invalid fileid or authkey"),
@@ -270,17 +272,25 @@ async fn getchatmediadata(shared: &Arc<Shared>, link: &Link, req: &Request) -> R
 }
 
 /// One media chunk. `claim_first`: the `media_range_loop` fault, the header claims the first
-/// chunk's range whatever was asked.
+/// chunk's range whatever was asked. `forced_corrupt`: this page is corrupted whatever the
+/// `md5_mismatch` roll says (`corrupt_media_offset`).
 async fn media_chunk(
     shared: &Arc<Shared>,
     item: Arc<crate::MediaItem>,
     start: u64,
     end: u64,
     claim_first: bool,
+    forced_corrupt: bool,
 ) -> Response {
     let total = item.blob.cipher_len();
     let is_final = end.min(total.saturating_sub(1)) + 1 >= total;
-    let corrupt = is_final && start < total && shared.decide_md5_mismatch(&item.fileid);
+    let rolled = is_final && start < total && shared.decide_md5_mismatch(&item.fileid);
+    // Only a page with plaintext in it can carry the flipped byte.
+    let forced = forced_corrupt && start < item.blob.size;
+    if forced {
+        shared.count_fault(FaultKind::Md5Mismatch);
+    }
+    let corrupt = rolled || forced;
     let built = tokio::task::spawn_blocking(move || {
         let (cipher, end) = item.blob.cipher_range(&item.aeskey, start, end, corrupt)?;
         let mut body = String::with_capacity(cipher.len() * 4 / 3 + 64);

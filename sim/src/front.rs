@@ -36,6 +36,8 @@ pub(crate) struct Link {
     pub bytes_per_sec: Option<f64>,
     /// Media ranges starting at this offset fail (HTTP 500) this many times first.
     pub failing_media_offset: Option<(u64, u64)>,
+    /// Media pages starting at this offset come corrupted this many times first.
+    pub corrupt_media_offset: Option<(u64, u64)>,
 }
 
 /// Counts one getchatmediadata request in flight until dropped (for

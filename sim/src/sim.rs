@@ -71,6 +71,11 @@ pub struct SimConfig {
     /// (of any file) answer HTTP 500 this many times before they are served — a range that
     /// fails repeatedly, the same way in every run.
     pub failing_media_offset: Option<(u64, u64)>,
+    /// Test steering: getchatmediadata pages starting at this byte offset (of any file
+    /// that long) are served with one plaintext byte flipped before encryption, as
+    /// `md5_mismatch` does, the first this many times they are asked for: a corrupted
+    /// range of a large file (right size, wrong md5), the same in every run.
+    pub corrupt_media_offset: Option<(u64, u64)>,
 }
 
 impl Default for SimConfig {
@@ -92,6 +97,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             bandwidth_mbps: None,
             failing_media_offset: None,
+            corrupt_media_offset: None,
         }
     }
 }
@@ -273,6 +279,7 @@ impl Simulator {
             latency: config.latency,
             bytes_per_sec: config.bandwidth_mbps.map(|m| m * 1e6 / 8.0),
             failing_media_offset: config.failing_media_offset,
+            corrupt_media_offset: config.corrupt_media_offset,
         });
         tracker.spawn(accept_loop(listener, shared.clone(), tls, link, cancel.clone(), tracker.clone()));
         if let Some(rate) = config.rate {

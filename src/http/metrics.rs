@@ -600,6 +600,30 @@ fn media_metrics(e: &mut Exposition, m: &crate::wecom::media::MediaStats) {
         get(&m.retries),
     );
     e.single(
+        "wework_media_ranged_files_total",
+        Kind::Counter,
+        "Download attempts of large files as parallel ranges.",
+        get(&m.ranged_files),
+    );
+    e.single(
+        "wework_media_ranges_done_total",
+        Kind::Counter,
+        "Ranges finished (durable).",
+        get(&m.ranges_done),
+    );
+    e.single(
+        "wework_media_ranges_reused_total",
+        Kind::Counter,
+        "Finished ranges a resumed download did not fetch again.",
+        get(&m.ranges_reused),
+    );
+    e.single(
+        "wework_media_range_streams_peak",
+        Kind::Gauge,
+        "The most range streams one file used at once.",
+        get(&m.streams_peak),
+    );
+    e.single(
         "wework_media_transcoded_total",
         Kind::Counter,
         "Voice files transcoded to MP3.",
@@ -711,6 +735,25 @@ mod tests {
              x_total{a=\"q\\\"uo\\\\te\\nd\"} 3\nx_total{a=\"b\",c=\"d\"} 0.25\n\
              # HELP y Y.\n# TYPE y gauge\ny +Inf\n"
         );
+    }
+
+    #[test]
+    fn media_range_counters_are_exposed() {
+        let m = crate::wecom::media::MediaStats::default();
+        crate::wecom::media::MediaStats::add(&m.ranges_done, 7);
+        crate::wecom::media::MediaStats::add(&m.ranges_reused, 3);
+        m.streams_peak.fetch_max(5, Ordering::Relaxed);
+        let mut e = Exposition::default();
+        media_metrics(&mut e, &m);
+        let text = e.finish();
+        for line in [
+            "wework_media_ranges_done_total 7\n",
+            "wework_media_ranges_reused_total 3\n",
+            "# TYPE wework_media_range_streams_peak gauge\nwework_media_range_streams_peak 5\n",
+            "wework_media_ranged_files_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 
     #[test]

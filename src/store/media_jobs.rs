@@ -131,13 +131,16 @@ impl super::Store {
     /// Records durable progress of several ranges of one job and renews its claim,
     /// in one transaction conditioned on the claim: false (nothing written) when the
     /// claim is no longer `claim_token`'s. `claim_ttl_us` is the renewed claim's
-    /// lifetime; `chunks` is added to the job's chunk count.
+    /// lifetime; `chunks` is added to the job's chunk count; `bytes_done` is the
+    /// job's durable bytes over all its ranges.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_media_ranges(
         &self,
         job_id: u64,
         claim_token: u64,
         claim_ttl_us: u64,
         chunks: u32,
+        bytes_done: u64,
         ranges: &[MediaRange],
     ) -> Result<bool, StoreError> {
         use mysql_async::prelude::*;
@@ -147,9 +150,10 @@ impl super::Store {
         let mut tx = conn.start_transaction(opts).await?;
         // `chunks` grows with every write, so a matched row always counts as affected.
         tx.exec_drop(
-            "UPDATE media_jobs SET chunks = chunks + ?, claimed_until = NOW(3) + INTERVAL ? MICROSECOND
+            "UPDATE media_jobs SET chunks = chunks + ?, bytes_done = ?,
+                 claimed_until = NOW(3) + INTERVAL ? MICROSECOND
              WHERE id = ? AND claim_token = ? AND state = 'downloading'",
-            (chunks.max(1), claim_ttl_us, job_id, claim_token),
+            (chunks.max(1), bytes_done, claim_ttl_us, job_id, claim_token),
         )
         .await?;
         if tx.affected_rows() != 1 {

@@ -13,6 +13,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -48,6 +50,8 @@ struct RangeRequest {
     net: NetOptions,
     stream: usize,
     out: mpsc::Sender<RangeEvent>,
+    /// Set by the writer: stop after the call in progress (its page still comes).
+    stop: Arc<AtomicBool>,
 }
 
 enum Request {
@@ -108,7 +112,7 @@ fn fetch_range(sdk: &Sdk, req: &RangeRequest) {
     let mut guard = EndGuard { out: &req.out, stream: req.stream, offset: req.from };
     let mut offset = req.from;
     while offset < req.until && offset < req.total {
-        if req.out.is_closed() {
+        if req.out.is_closed() || req.stop.load(Ordering::Relaxed) {
             return;
         }
         guard.offset = offset;
@@ -171,7 +175,8 @@ impl Fetcher {
     /// Fetches the pages of `[from, until)` of a file whose ciphertext is `total`
     /// bytes long, each at its own aligned index, reporting to `out` as `stream`
     /// (see [`RangeEvent`]). Used by parallel ranges (issue #16): several fetchers,
-    /// each with its own SDK instance, on different ranges of one file.
+    /// each with its own SDK instance, on different ranges of one file. Once `stop`
+    /// is set the stream ends after the call in progress, its page still sent.
     #[allow(clippy::too_many_arguments)]
     pub fn fetch_range(
         &self,
@@ -182,6 +187,7 @@ impl Fetcher {
         net: &NetOptions,
         stream: usize,
         out: mpsc::Sender<RangeEvent>,
+        stop: Arc<AtomicBool>,
     ) {
         let req = RangeRequest {
             sdkfileid: sdkfileid.to_owned(),
@@ -191,6 +197,7 @@ impl Fetcher {
             net: net.clone(),
             stream,
             out,
+            stop,
         };
         if let Some(tx) = &self.requests {
             let _ = tx.send(Request::Range(req));

@@ -22,6 +22,9 @@ pub struct MediaStats {
     pub ranged_files: AtomicU64,
     /// Ranges finished (durable) by parallel downloads.
     pub ranges_done: AtomicU64,
+    /// Finished ranges an attempt found recorded and did not fetch again (a
+    /// resume after a give-back or a restart).
+    pub ranges_reused: AtomicU64,
     /// The most range streams one file used at once.
     pub streams_peak: AtomicU64,
     /// Voice files transcoded to MP3.

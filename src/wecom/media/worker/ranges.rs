@@ -31,10 +31,16 @@
 //! - **Errors.** A transient error (10001–10003) puts its range back with a
 //!   growing wait while the other streams go on; after
 //!   [`MediaOptions::chunk_retries`] in a row on one range, or any other error,
-//!   the whole attempt stops with that error and the job is settled as the single
-//!   loop's would be (finished ranges are kept for the next attempt).
+//!   the attempt stops with that error and the job is settled as the single
+//!   loop's would be. Stopping is orderly: no range is handed out any more, every
+//!   stream ends after its call in progress, and the pages that still arrive are
+//!   written and recorded, so the next attempt — in this process or after a
+//!   restart — fetches nothing that was already received. A range that never
+//!   succeeds ends the job `failed` at [`MediaOptions::max_attempts`] with the
+//!   SDK's code; its finished ranges stay recorded for `media retry`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -108,6 +114,15 @@ fn rows_valid(rows: &[MediaRange], total: u64) -> bool {
         prev_end = r.end;
     }
     true
+}
+
+/// How long the `.part` file must be for `rows` to be true: the end of the last
+/// recorded plaintext byte. A range that holds only the padding page (a file of
+/// whole pages) is finished with no byte written, so it asks for nothing; counting
+/// it as `size` made a file whose second-to-last range was unfinished look
+/// truncated, and every finished range was fetched again.
+pub(super) fn durable_len(rows: &[MediaRange], size: u64) -> u64 {
+    rows.iter().filter(|r| r.done.min(size) > r.start).map(|r| r.done.min(size)).max().unwrap_or(0)
 }
 
 /// The ranges of a `size`-byte file: the recorded ones (sorted by start) as they
@@ -249,8 +264,7 @@ impl CorpRun {
             .disk_len()
             .map_err(|source| Stop::Part(PartError::Io { path: part.path().into(), source }))?;
         // Rows whose bytes the file lacks (it was replaced or removed): start over.
-        let durable = rows.iter().map(|r| r.done.min(size)).max().unwrap_or(0);
-        if !rows.is_empty() && disk < durable {
+        if !rows.is_empty() && disk < durable_len(&rows, size) {
             tracing::warn!(corp = %self.corpid, job = job.id, "the .part file lacks recorded ranges; fetching it again");
             self.ctx.store.clear_media_ranges(job.id).await.map_err(Stop::Store)?;
             rows.clear();
@@ -261,6 +275,7 @@ impl CorpRun {
             tracing::info!(corp = %self.corpid, msgid = %job.msgid, item = job.item_index, bytes = kept, ranges = units.iter().filter(|u| u.finished()).count(), "resuming a media download by ranges");
         }
         MediaStats::add(&self.ctx.stats.ranged_files, 1);
+        MediaStats::add(&self.ctx.stats.ranges_reused, units.iter().filter(|u| u.finished()).count() as u64);
         let writer =
             part.writer().map_err(|source| Stop::Part(PartError::Io { path: part.path().into(), source }))?;
         let writer = Arc::new(writer);
@@ -269,14 +284,21 @@ impl CorpRun {
         let (tx, mut rx) = mpsc::channel::<RangeEvent>(2 * cap);
         let mut streams = vec![Stream { fetcher: None, unit: None }];
         let mut adapt = Adapt::new(cap, opts.adapt_window, Instant::now());
+        // Set once an error ends the attempt: streams stop after their call in progress.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut stopping: Option<SdkError> = None;
         let result = 'run: loop {
             let now = Instant::now();
+            if stopping.is_some() && streams.iter().all(|s| s.unit.is_none()) {
+                break Err(Stop::Sdk(stopping.take().expect("checked")));
+            }
             if units.iter().all(Unit::finished) {
                 break Ok(None);
             }
             // More streams while the controller wants them, ranges wait and permits are free.
             let waiting = units.iter().filter(|u| !u.finished() && u.stream.is_none()).count();
-            while streams.len() < adapt.target()
+            while stopping.is_none()
+                && streams.len() < adapt.target()
                 && waiting > streams.iter().filter(|s| s.unit.is_none()).count()
             {
                 let Some(permit) = self.try_stream_permit() else { break };
@@ -290,7 +312,7 @@ impl CorpRun {
             self.ctx.stats.streams_peak.fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
             // Idle streams take the next due ranges, in file order.
             for (n, stream) in streams.iter_mut().enumerate() {
-                if stream.unit.is_some() {
+                if stream.unit.is_some() || stopping.is_some() {
                     continue;
                 }
                 let due = units.iter().position(|u| {
@@ -302,9 +324,13 @@ impl CorpRun {
                 u.not_before = None;
                 stream.unit = Some(i);
                 let f = stream.fetcher.as_ref().map_or(fetcher, |(f, _)| f);
-                f.fetch_range(&job.sdkfileid, u.next, u.end, total, &self.net, n, tx.clone());
+                f.fetch_range(&job.sdkfileid, u.next, u.end, total, &self.net, n, tx.clone(), stop.clone());
             }
-            let wake = units.iter().filter(|u| u.stream.is_none()).filter_map(|u| u.not_before).min();
+            let wake = units
+                .iter()
+                .filter(|u| u.stream.is_none() && stopping.is_none())
+                .filter_map(|u| u.not_before)
+                .min();
             let first = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break Err(Stop::Cancelled),
@@ -343,6 +369,10 @@ impl CorpRun {
                             continue;
                         }
                         u.next = (ev.offset + CHUNK).min(u.end);
+                        // A success ends a run of errors here, in stream order: reset
+                        // when the batch is written, it would also forget an error
+                        // that came after this page in the same batch.
+                        u.failures = 0;
                         pages.push(Page { unit: i, offset: ev.offset, data: chunk.data, next: u.next });
                     }
                     RangeEventKind::Failed(e) => {
@@ -350,7 +380,9 @@ impl CorpRun {
                         let u = &mut units[i];
                         u.failures += 1;
                         if classify(&e) != ErrorClass::Transient || u.failures > opts.chunk_retries {
-                            verdict = Verdict::Fail(e);
+                            if stopping.is_none() {
+                                verdict = Verdict::Fail(e);
+                            }
                             continue;
                         }
                         MediaStats::add(&self.ctx.stats.retries, 1);
@@ -361,9 +393,10 @@ impl CorpRun {
                         streams[ev.stream].unit = None;
                         let u = &mut units[i];
                         u.stream = None;
-                        if u.next < u.end && u.not_before.is_none() && u.failures == 0 {
-                            // The stream stopped without an error: a final page came early
-                            // (caught by check_page) or the fetch thread died.
+                        if stopping.is_none() && u.next < u.end && u.not_before.is_none() && u.failures == 0 {
+                            // The stream stopped without an error and without being told
+                            // to: a final page came early (caught by check_page) or the
+                            // fetch thread died.
                             if matches!(verdict, Verdict::Go) {
                                 verdict = Verdict::Gone;
                             }
@@ -393,7 +426,6 @@ impl CorpRun {
                 for p in &pages {
                     let u = &mut units[p.unit];
                     u.done = u.done.max(p.next);
-                    u.failures = 0;
                     if !touched.contains(&p.unit) {
                         touched.push(p.unit);
                     }
@@ -403,6 +435,10 @@ impl CorpRun {
                     .map(|&i| MediaRange { start: units[i].start, end: units[i].end, done: units[i].done })
                     .collect();
                 let finished = rows.iter().filter(|r| r.is_finished()).count() as u64;
+                // The job's bytes_done (what `status` and the admin UI show) counts the
+                // durable plaintext bytes of every range; the single loop ignores it
+                // without an index, so a ranged job never resumes from it.
+                let durable: u64 = units.iter().map(|u| u.done.min(size) - u.start.min(size)).sum();
                 let recorded = self
                     .ctx
                     .store
@@ -411,6 +447,7 @@ impl CorpRun {
                         job.claim_token,
                         self.queue.claim_ttl_micros(),
                         n as u32,
+                        durable,
                         &rows,
                     )
                     .await;
@@ -428,7 +465,11 @@ impl CorpRun {
             }
             match verdict {
                 Verdict::Go => {}
-                Verdict::Fail(e) => break Err(Stop::Sdk(e)),
+                Verdict::Fail(e) => {
+                    // Let the pages in flight land before the job is given back.
+                    stop.store(true, Ordering::Relaxed);
+                    stopping = Some(e);
+                }
                 Verdict::Mismatch(m) => break Ok(Some(m)),
                 Verdict::Gone => break Err(Stop::FetcherGone),
             }
@@ -516,6 +557,25 @@ mod tests {
             MediaRange { start: 2 * MIB, end: 6 * MIB, done: 6 * MIB },
         ];
         assert!(plan(size, 4 * MIB, &overlapping).iter().all(|u| u.done == u.start));
+    }
+
+    #[test]
+    fn a_finished_padding_range_asks_for_no_bytes_on_disk() {
+        // 16 MiB of whole pages: the last range is the 16-byte padding page alone.
+        let size = 16 * MIB;
+        let total = cipher_len(size);
+        let rows = [
+            MediaRange { start: 12 * MIB, end: 14 * MIB, done: 12 * MIB + CHUNK },
+            MediaRange { start: 14 * MIB, end: 16 * MIB, done: 15 * MIB },
+            MediaRange { start: 16 * MIB, end: total, done: total },
+        ];
+        assert_eq!(durable_len(&rows, size), 15 * MIB);
+        // A finished last range with data in it does reach the end of the file.
+        let size = 16 * MIB + 100;
+        let rows = [MediaRange { start: 16 * MIB, end: cipher_len(size), done: cipher_len(size) }];
+        assert_eq!(durable_len(&rows, size), size);
+        assert_eq!(durable_len(&[MediaRange { start: 0, end: 4 * MIB, done: 0 }], size), 0);
+        assert_eq!(durable_len(&[], size), 0);
     }
 
     #[test]
