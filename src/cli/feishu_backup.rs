@@ -31,23 +31,24 @@ pub(crate) struct BackupRunArgs {
     #[arg(long, env = "FEISHU_BACKUP_FULL")]
     pub full: bool,
     /// Documents fetched at once (the per-API limits pace them).
-    #[arg(long, env = "FEISHU_BACKUP_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "FEISHU_BACKUP_CONCURRENCY", default_value_t = backup::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Multiply every documented Feishu rate limit by this (below 1 leaves room for
-    /// other clients of the app; above 1 only for tenants with raised limits or a fake).
-    #[arg(long, env = "FEISHU_RATE_SCALE", default_value_t = 1.0)]
-    pub rate_scale: f64,
+    /// other clients of the app; above 1 only for tenants with raised limits or a fake)
+    /// [default: --feishu-rate-scale, 1].
+    #[arg(long)]
+    pub rate_scale: Option<f64>,
     /// First wait before polling an export task, in ms.
-    #[arg(long, env = "FEISHU_BACKUP_POLL_INITIAL_MS", default_value_t = 2000)]
+    #[arg(long, env = "FEISHU_BACKUP_POLL_INITIAL_MS", default_value_t = backup::DEFAULT_POLL_INITIAL_MS)]
     pub poll_initial_ms: u64,
     /// Longest wait between polls of an export task, in ms.
-    #[arg(long, env = "FEISHU_BACKUP_POLL_MAX_MS", default_value_t = 15_000)]
+    #[arg(long, env = "FEISHU_BACKUP_POLL_MAX_MS", default_value_t = backup::DEFAULT_POLL_MAX_MS)]
     pub poll_max_ms: u64,
     /// Give up on an export task after this many seconds.
-    #[arg(long, env = "FEISHU_BACKUP_EXPORT_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(long, env = "FEISHU_BACKUP_EXPORT_TIMEOUT_SECS", default_value_t = backup::DEFAULT_EXPORT_TIMEOUT_SECS)]
     pub export_timeout_secs: u64,
     /// Export tasks tried per document (internal errors, timeouts) before the download fallback.
-    #[arg(long, env = "FEISHU_BACKUP_EXPORT_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "FEISHU_BACKUP_EXPORT_ATTEMPTS", default_value_t = backup::DEFAULT_EXPORT_ATTEMPTS)]
     pub export_attempts: u32,
     /// No progress bar even on a terminal.
     #[arg(long, env = "FEISHU_BACKUP_QUIET")]
@@ -61,10 +62,9 @@ impl BackupRunArgs {
             app_id: self.app_id.clone(),
             open_id: self.user.clone(),
             source: self.source.clone(),
-            out: self.out.clone().unwrap_or_else(|| default_out(config, &self.app_id, &self.user)),
+            out: self.out.clone().unwrap_or_else(|| backup::default_out(config, &self.app_id, &self.user)),
             full: self.full,
             concurrency: self.concurrency.clamp(1, 256),
-            rate_scale: if self.rate_scale > 0.0 { self.rate_scale } else { 1.0 },
             poll_initial: Duration::from_millis(self.poll_initial_ms.max(10)),
             poll_max: Duration::from_millis(self.poll_max_ms.max(self.poll_initial_ms).max(10)),
             export_timeout: Duration::from_secs(self.export_timeout_secs.max(1)),
@@ -73,10 +73,6 @@ impl BackupRunArgs {
     }
 }
 
-/// `MSGFILE_DIR/feishu/<app_id>/<open_id>/docs` (ids checked by the caller).
-pub(crate) fn default_out(config: &Config, app_id: &str, open_id: &str) -> PathBuf {
-    config.msgfile_dir.join("feishu").join(app_id).join(open_id).join("docs")
-}
 
 fn check_ids(a: &BackupRunArgs) -> anyhow::Result<()> {
     for (what, v) in [("--app-id", &a.app_id), ("--user", &a.user)] {
@@ -100,6 +96,15 @@ pub(crate) async fn run(args: BackupRunArgs, config: Arc<Config>) -> ExitCode {
 
 async fn run_inner(args: BackupRunArgs, config: Arc<Config>) -> anyhow::Result<ExitCode> {
     check_ids(&args)?;
+    let config = match args.rate_scale {
+        Some(s) if s.is_finite() && s > 0.0 => {
+            let mut c = (*config).clone();
+            c.feishu.rate_scale = s;
+            Arc::new(c)
+        }
+        Some(s) => anyhow::bail!("--rate-scale must be a positive number, got {s}"),
+        None => config,
+    };
     let store = super::open_store(&config).await?;
     let feishu = Feishu::new(store, config.clone())?;
     let opts = args.options(&config);
