@@ -16,6 +16,8 @@ pub(crate) enum BenchCommand {
     Media(super::bench_media::BenchMediaArgs),
     /// Archive browser p50/p95 of conversation pages and searches on a big corp (goal p95 < 200 ms).
     Browse(super::bench_browse::BenchBrowseArgs),
+    /// Feishu docs backup of a seeded tree at the documented limits vs. the tree's rate-limit bound.
+    FeishuBackup(super::bench_feishu_backup::BenchFeishuBackupArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Result<()> {
@@ -23,6 +25,7 @@ pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Resul
         BenchCommand::Ingest(args) => super::bench_ingest::run(args, config).await,
         BenchCommand::Media(args) => super::bench_media::run(args, config).await,
         BenchCommand::Browse(args) => super::bench_browse::run(args, config).await,
+        BenchCommand::FeishuBackup(args) => super::bench_feishu_backup::run(args, config).await,
     }
 }
 
