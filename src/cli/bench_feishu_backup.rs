@@ -225,8 +225,7 @@ pub(crate) async fn run(args: BenchFeishuBackupArgs, config: Arc<Config>) -> any
         let fake = &stats["limits"][*route];
         let ours = ratelimit::limits_for(route);
         let of = |secs: u64| ours.iter().find(|w| w.period.as_secs() == secs).map(|w| u64::from(w.calls));
-        if fake.is_object()
-            && (fake["per_second"].as_u64() != of(1) || fake["per_minute"].as_u64() != of(60))
+        if fake.is_object() && (fake["per_second"].as_u64() != of(1) || fake["per_minute"].as_u64() != of(60))
         {
             println!("      (the fake enforces {fake} on this API)");
         }

@@ -16,6 +16,7 @@
 pub mod fetch;
 pub mod manifest;
 pub mod names;
+pub mod schedule;
 pub mod settings;
 pub mod walk;
 pub mod wire;
