@@ -455,7 +455,9 @@ impl Config {
         };
         Ok(Config {
             recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(&args.recordings)?,
-            backup_schedule: crate::feishu::backup::settings::ScheduleSettings::resolve(&args.backup_schedule)?,
+            backup_schedule: crate::feishu::backup::settings::ScheduleSettings::resolve(
+                &args.backup_schedule,
+            )?,
             public_listen,
             public_url,
             feishu,

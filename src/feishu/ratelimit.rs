@@ -99,8 +99,7 @@ pub fn limits_for(route: &str) -> &'static [Window] {
         if m != "*" && m != method {
             continue;
         }
-        let matches = path == p
-            || (!exact && path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
+        let matches = path == p || (!exact && path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
         if !matches {
             continue;
         }
