@@ -548,7 +548,9 @@ async fn scheduled_backups_run_once_per_period_across_two_instances_and_restarts
     // Two instances share the schedules.
     let mut a = e.run_instance("sched-a", &msgfile, scratch.path());
     let mut b = e.run_instance("sched-b", &msgfile, scratch.path());
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The first run fetches everything (export polls start after 2 s, slow and failing exports
+    // are retried: several seconds); the later ones find everything unchanged.
+    tokio::time::sleep(Duration::from_secs(20)).await;
     // Both die at once (SIGKILL), whatever they were doing; one comes back.
     a.start_kill().unwrap();
     b.start_kill().unwrap();
@@ -557,14 +559,14 @@ async fn scheduled_backups_run_once_per_period_across_two_instances_and_restarts
     let killed_at = wework_archive::feishu::now_ms();
     let before_restart = runs_of(&e, good).await.len();
     let mut a = e.run_instance("sched-a", &msgfile, scratch.path());
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     a.start_kill().unwrap();
     a.wait().await.unwrap();
 
     let runs = runs_of(&e, good).await;
     assert_once_per_period(&runs);
     let finished: Vec<_> = runs.iter().filter(|r| matches!(r.3.as_str(), "ok" | "partial")).collect();
-    // 18 s of two-second periods (less the restart): several runs before the kill and after it.
+    // 32 s of two-second periods (less the first run and the restart): several runs before the kill and after it.
     assert!(finished.len() >= 5, "{runs:?}");
     assert!(before_restart >= 2, "{runs:?}");
     assert!(finished.iter().any(|r| r.1 > killed_at), "the schedule went on after the restart: {runs:?}");
