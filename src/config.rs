@@ -146,9 +146,16 @@ pub struct SettingsArgs {
     /// for deployments Feishu cannot reach with a webhook [default: false].
     #[arg(long, env = "FEISHU_LONG_CONNECTION", global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub feishu_long_connection: Option<bool>,
+    /// Multiply every documented Feishu rate limit by this: below 1 leaves room for other
+    /// clients of the same app, above 1 only for tenants with raised limits [default: 1].
+    #[arg(long, env = "FEISHU_RATE_SCALE", global = true)]
+    pub feishu_rate_scale: Option<f64>,
     /// Meeting recordings (issue 13).
     #[command(flatten)]
     pub recordings: crate::feishu::recordings::settings::RecordingArgs,
+    /// Scheduled docs backups (issue 14).
+    #[command(flatten)]
+    pub backup_schedule: crate::feishu::backup::settings::ScheduleArgs,
 }
 
 impl std::fmt::Debug for SettingsArgs {
@@ -216,6 +223,7 @@ struct FileSettings {
     feishu_recording_workers: Option<usize>,
     feishu_recording_claim_secs: Option<f64>,
     feishu_recording_max_attempts: Option<u32>,
+    feishu_rate_scale: Option<f64>,
 }
 
 /// Resolved, validated settings. `Debug` redacts the URLs' passwords (the
@@ -278,6 +286,8 @@ pub struct Config {
     pub feishu: FeishuSettings,
     /// Meeting recording settings.
     pub recordings: crate::feishu::recordings::settings::RecordingSettings,
+    /// Scheduled docs backups.
+    pub backup_schedule: crate::feishu::backup::settings::ScheduleSettings,
 }
 
 /// Feishu settings (see the flags of the same names).
@@ -305,6 +315,8 @@ pub struct FeishuSettings {
     pub event_max_age: Duration,
     /// Events also over the long connection.
     pub long_connection: bool,
+    /// Multiplies every documented rate limit.
+    pub rate_scale: f64,
 }
 
 /// Default public listen address.
@@ -442,6 +454,10 @@ impl Config {
                 pick!(feishu_event_max_age_secs).unwrap_or(300.0),
             )?,
             long_connection: pick!(feishu_long_connection).unwrap_or(false),
+            rate_scale: match pick!(feishu_rate_scale).unwrap_or(1.0) {
+                v if v.is_finite() && v > 0.0 => v,
+                v => bail!("feishu_rate_scale must be a positive number, got {v}"),
+            },
         };
         Ok(Config {
             recordings: crate::feishu::recordings::settings::RecordingSettings::resolve(
@@ -453,6 +469,9 @@ impl Config {
                     feishu_recording_claim_secs: file.feishu_recording_claim_secs,
                     feishu_recording_max_attempts: file.feishu_recording_max_attempts,
                 }),
+            )?,
+            backup_schedule: crate::feishu::backup::settings::ScheduleSettings::resolve(
+                &args.backup_schedule,
             )?,
             public_listen,
             public_url,

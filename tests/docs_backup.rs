@@ -17,7 +17,7 @@ use wework_archive::store::Store;
 use wework_archive::store::feishu_apps::FeishuApp;
 use wework_archive_sim::feishu::{FeishuConfig, FeishuManifest, FeishuSim};
 
-use crate::common::{TestDb, binary};
+use crate::common::{TestDb, binary, sdk_lib};
 
 const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -33,10 +33,14 @@ struct Env {
 }
 
 async fn env(tag: &str, export_delay: Duration) -> Env {
+    env_with(tag, export_delay, 2000).await
+}
+
+async fn env_with(tag: &str, export_delay: Duration, tree_nodes: usize) -> Env {
     let (db, store) = TestDb::fresh(tag).await;
     let sim_config = FeishuConfig {
         seed: 14,
-        tree_nodes: 2000,
+        tree_nodes,
         // Fast limits: these tests are about completeness, not pacing.
         rate_scale: 40.0,
         export_delay,
@@ -400,6 +404,199 @@ async fn sigkill_mid_run_then_rerun_completes_without_re_exporting_finished_docu
     assert!(
         created + exported_before_kill <= exportable_total + created / 4 + 20,
         "created {created}, done {exported_before_kill}, total {exportable_total}"
+    );
+    e.sim.shutdown().await;
+}
+
+impl Env {
+    /// The binary with this environment's settings.
+    fn wework(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(binary());
+        c.args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("REDIS_URL", REDIS)
+            .env("WEWORK_REDIS_PREFIX", &self.config.redis_prefix)
+            .env("WEWORK_MASTER_KEY", MASTER_KEY)
+            .env("PUBLIC_URL", &self.config.public_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn wework_out(&self, args: &[&str]) -> (i32, String) {
+        let out = self.wework(args).output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `run` as instance `name`, checking for due schedules every 0.2 s.
+    fn run_instance(&self, name: &str, msgfile: &Path, scratch: &Path) -> tokio::process::Child {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let public = l.local_addr().unwrap();
+        drop(l);
+        let mut c = self.wework(&["run", "--idle-secs", "0.2"]);
+        c.env("WEWORK_SDK_LIB", sdk_lib().path())
+            .env("WEWORK_INSTANCE", name)
+            .env("PUBLIC_LISTEN", public.to_string())
+            .env("PUBLIC_URL", format!("http://{public}"))
+            .env("HTTP_LISTEN", "127.0.0.1:0")
+            .env("MSGFILE_DIR", msgfile)
+            .env("SEARCH_INDEX_DIR", scratch.join(format!("search-{name}")))
+            .env("FEISHU_RATE_SCALE", "40")
+            .env("FEISHU_BACKUP_CHECK_SECS", "0.2")
+            .env("FEISHU_BACKUP_CLAIM_SECS", "3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    }
+}
+
+/// `(instance, started ms, finished ms, status)` of every run of schedule `id`, in start order.
+async fn runs_of(e: &Env, id: u64) -> Vec<(String, i64, Option<i64>, String)> {
+    let mut c = e.store.conn().await.unwrap();
+    let rows: Vec<(String, i64, Option<i64>, String)> = c
+        .exec(
+            "SELECT instance, CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED),
+                    CAST(UNIX_TIMESTAMP(finished_at) * 1000 AS SIGNED), status
+             FROM feishu_backup_runs WHERE schedule_id = ? ORDER BY started_at, id",
+            (id,),
+        )
+        .await
+        .unwrap();
+    rows
+}
+
+/// Once per period, never two at a time: a run that ended did so before the next began, and
+/// the next began a period (2 s) after it started. (A run killed with its instance is redone
+/// as soon as its claim is released or expires, not a period later.)
+fn assert_once_per_period(runs: &[(String, i64, Option<i64>, String)]) {
+    for w in runs.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if matches!(a.3.as_str(), "ok" | "partial" | "failed") {
+            assert!(b.1 - a.1 >= 1990, "two runs within one period: {a:?} then {b:?} (all: {runs:?})");
+            assert!(a.2.unwrap() <= b.1, "runs overlap: {a:?} and {b:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_run_once_per_period_across_two_instances_and_restarts() {
+    let e = env_with("docs_sched", Duration::from_millis(50), 0).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let msgfile = scratch.path().join("msgfile");
+    let (app, user) = (e.manifest.app_id.clone(), e.user().to_owned());
+
+    // Opt-in: validated, stored, listed.
+    let (code, out) = e
+        .wework_out(&["feishu", "backup", "schedule", "--app-id", &app, "--user", &user, "--every", "0s"])
+        .await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = e
+        .wework_out(&[
+            "feishu",
+            "backup",
+            "schedule",
+            "--app-id",
+            &app,
+            "--user",
+            "ou_nobody",
+            "--every",
+            "2s",
+        ])
+        .await;
+    assert!(code == 1 && out.contains("has not authorized"), "{out}");
+    let (code, out) = e
+        .wework_out(&["feishu", "backup", "schedule", "--app-id", &app, "--user", &user, "--every", "2s"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    // A schedule that cannot run (no such wiki space): its failures are recorded and shown.
+    let args = [
+        "feishu",
+        "backup",
+        "schedule",
+        "--app-id",
+        &app,
+        "--user",
+        &user,
+        "--every",
+        "2s",
+        "--source",
+        "wiki:123456789",
+    ];
+    let (code, out) = e.wework_out(&args).await;
+    assert_eq!(code, 0, "{out}");
+    // And one removed again.
+    let args = [
+        "feishu", "backup", "schedule", "--app-id", &app, "--user", &user, "--every", "1h", "--source",
+        "drive",
+    ];
+    assert_eq!(e.wework_out(&args).await.0, 0);
+    let args =
+        ["feishu", "backup", "schedule", "--app-id", &app, "--user", &user, "--remove", "--source", "drive"];
+    let (code, out) = e.wework_out(&args).await;
+    assert!(code == 0 && out.contains("removed 1"), "{out}");
+    let (code, out) = e.wework_out(&["feishu", "backup", "schedule", "--list"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("schedule ")).count(), 2, "{out}");
+    assert!(out.contains("never ran") && out.contains("every 2s"), "{out}");
+    let schedules = e.store.backup_schedules(None).await.unwrap();
+    let good = schedules.iter().find(|s| s.source == "all").unwrap().id;
+    let bad = schedules.iter().find(|s| s.source != "all").unwrap().id;
+
+    // Two instances share the schedules.
+    let mut a = e.run_instance("sched-a", &msgfile, scratch.path());
+    let mut b = e.run_instance("sched-b", &msgfile, scratch.path());
+    // The first run fetches everything (export polls start after 2 s, slow and failing exports
+    // are retried: several seconds); the later ones find everything unchanged.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Both die at once (SIGKILL), whatever they were doing; one comes back.
+    a.start_kill().unwrap();
+    b.start_kill().unwrap();
+    a.wait().await.unwrap();
+    b.wait().await.unwrap();
+    let killed_at = wework_archive::feishu::now_ms();
+    let before_restart = runs_of(&e, good).await.len();
+    let mut a = e.run_instance("sched-a", &msgfile, scratch.path());
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+
+    let runs = runs_of(&e, good).await;
+    assert_once_per_period(&runs);
+    let finished: Vec<_> = runs.iter().filter(|r| matches!(r.3.as_str(), "ok" | "partial")).collect();
+    // 32 s of two-second periods (less the first run and the restart): several runs before the kill and after it.
+    assert!(finished.len() >= 5, "{runs:?}");
+    assert!(before_restart >= 2, "{runs:?}");
+    assert!(finished.iter().any(|r| r.1 > killed_at), "the schedule went on after the restart: {runs:?}");
+    // Every run was a real backup into the default directory; the first fetched, the later
+    // ones found everything unchanged.
+    let out_dir = msgfile.join("feishu").join(&app).join(&user).join("docs");
+    let m: Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(m["summary"]["unchanged"].as_u64().unwrap() > 0, "{}", m["summary"]);
+    assert!(e.calls("GET /open-apis/drive/explorer/v2/root_folder/meta").await >= finished.len() as u64);
+
+    let bad_runs = runs_of(&e, bad).await;
+    assert_once_per_period(&bad_runs);
+    assert!(bad_runs.iter().filter(|r| r.3 == "failed").count() >= 3, "{bad_runs:?}");
+    let s = e.store.backup_schedules(None).await.unwrap();
+    let bad_row = s.iter().find(|s| s.id == bad).unwrap();
+    assert_eq!(bad_row.last_status, "failed");
+    assert!(bad_row.failures >= 3 && !bad_row.last_error.is_empty(), "{bad_row:?}");
+    let good_row = s.iter().find(|s| s.id == good).unwrap();
+    assert!(matches!(good_row.last_status.as_str(), "ok" | "partial"), "{good_row:?}");
+    assert_eq!(good_row.failures, 0);
+    assert!(good_row.next_run_in_ms <= 2000, "the next run time is recorded: {good_row:?}");
+
+    // `status` shows the failing schedule as an alarm.
+    let (code, out) = e.wework_out(&["status"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ALARM: schedule")
+            && l.contains("FAILED")
+            && l.contains("wiki:123456789")),
+        "{out}"
     );
     e.sim.shutdown().await;
 }

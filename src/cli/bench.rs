@@ -18,6 +18,8 @@ pub(crate) enum BenchCommand {
     Browse(super::bench_browse::BenchBrowseArgs),
     /// A 1 GiB Feishu meeting recording through the production path vs. a plain streaming read, and peak memory.
     FeishuRecording(super::bench_feishu_recording::BenchFeishuRecordingArgs),
+    /// Feishu docs backup of a seeded tree at the documented limits vs. the tree's rate-limit bound.
+    FeishuBackup(super::bench_feishu_backup::BenchFeishuBackupArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Result<()> {
@@ -26,6 +28,7 @@ pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Resul
         BenchCommand::Media(args) => super::bench_media::run(args, config).await,
         BenchCommand::Browse(args) => super::bench_browse::run(args, config).await,
         BenchCommand::FeishuRecording(args) => super::bench_feishu_recording::run(args, config).await,
+        BenchCommand::FeishuBackup(args) => super::bench_feishu_backup::run(args, config).await,
     }
 }
 

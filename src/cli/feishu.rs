@@ -34,7 +34,7 @@ pub(crate) enum FeishuCommand {
     Recordings(super::feishu_recordings::RecordingsCommand),
     /// Back up a user's cloud documents and wiki (Drive, My Library, wiki spaces)
     /// into a directory; exit code 0 all done, 2 some failed, 1 could not run.
-    Backup(super::feishu_backup::BackupRunArgs),
+    Backup(super::feishu_backup::BackupArgs),
     /// Serve only the Feishu side: PUBLIC_LISTEN (webhook, OAuth), HTTP_LISTEN
     /// (metrics, token hand-out) and the Feishu tasks, until SIGTERM.
     Serve,

@@ -93,6 +93,8 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
     // second port), also when the first app is added while `run` runs.
     let feishu = crate::feishu::Feishu::new(ctx_store.clone(), config.clone())?;
     state = state.with_feishu(feishu.clone());
+    // Scheduled docs backups (issue 14): due ones are claimed from MySQL, so any number of instances share them.
+    let backups = tokio::spawn(crate::feishu::backup::schedule::run(feishu.clone(), cancel.clone()));
     let feishu_side = if ctx_store.feishu_apps(&config.secrets).await?.is_empty() {
         tokio::spawn(super::feishu::start_once_configured(feishu, config.clone(), cancel.clone()))
     } else {
@@ -108,6 +110,7 @@ pub(crate) async fn run(args: RunArgs, config: Arc<Config>) -> anyhow::Result<Ex
         Ok(_) => {}
         Err(_) => tracing::warn!("http server: connections still open at exit"),
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), backups).await;
     if tokio::time::timeout(Duration::from_secs(5), feishu_side).await.is_err() {
         tracing::warn!("feishu: tasks still running at exit");
     }

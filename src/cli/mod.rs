@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod bench_browse;
+mod bench_feishu_backup;
 mod bench_feishu_recording;
 mod bench_ingest;
 mod bench_media;

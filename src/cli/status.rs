@@ -63,6 +63,8 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
     }
     let (recordings, stuck_recordings) = super::feishu_recordings::stuck(&store, config).await?;
     alarms += stuck_recordings;
+    let (backups, failing_backups) = super::feishu_backup::schedule_status(&store).await?;
+    alarms += failing_backups;
     let warning = (!config.secrets.has_master_key()).then_some(
         "no master key (WEWORK_MASTER_KEY): corp secrets and private keys are stored in plaintext",
     );
@@ -70,7 +72,8 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "corps": out, "warning": warning, "feishu_recordings": recordings })
+                &serde_json::json!({ "corps": out, "warning": warning, "feishu_recordings": recordings,
+                                    "feishu_backups": backups })
             )?
         );
     } else {
@@ -98,6 +101,9 @@ pub(crate) async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exi
         }
         if let Some(alarm) = recordings["alarm"].as_str().filter(|a| !a.is_empty()) {
             println!("ALARM: {alarm} (feishu recordings list)");
+        }
+        for line in backups["lines"].as_array().into_iter().flatten().filter_map(|l| l.as_str()) {
+            println!("{line}");
         }
         for c in &out {
             if let Some(head) = c["chain_head"].as_str() {

@@ -5,7 +5,9 @@
 //! or lost connection backs off and retries.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -122,6 +124,19 @@ impl Api {
             .build()
             .map_err(|e| FeishuError::Invalid(format!("HTTP client setup: {e}")))?;
         Ok(Api { http, limiter: Arc::new(RateLimiter::default()), on_throttle: None })
+    }
+
+    /// The same client pacing at `scale` × the documented limits (`FEISHU_RATE_SCALE`).
+    pub fn with_rate_scale(mut self, scale: f64) -> Api {
+        self.limiter = Arc::new(RateLimiter::new(scale));
+        self
+    }
+
+    /// The per-API limiter every call of this client waits on: other callers
+    /// of the same APIs (the backup's downloads) share it, so one process
+    /// never spends an app's budget twice.
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
     }
 
     /// The same client counting 429s in `stats`.

@@ -164,7 +164,7 @@ impl Feishu {
         )
         .map_err(|e| FeishuError::Invalid(format!("REDIS_URL: {e}")))
         .ok();
-        let api = Api::new()?.with_stats(stats.clone());
+        let api = Api::new()?.with_stats(stats.clone()).with_rate_scale(config.feishu.rate_scale);
         let prefix = format!("{}:feishu", config.redis_prefix);
         let tokens = AppTokens::new(redis.clone(), prefix, stats.clone());
         let recordings = Arc::new(recordings::RecordingRuntime::new()?);

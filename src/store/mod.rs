@@ -14,6 +14,7 @@ pub mod corps;
 pub mod endpoints;
 pub mod feishu_apps;
 pub mod feishu_auth_sessions;
+pub mod feishu_backup_schedules;
 pub mod feishu_browse;
 pub mod feishu_docs;
 pub mod feishu_events;

@@ -201,7 +201,9 @@ async fn tree(State(app): State<App>) -> Response {
         nodes.push(v);
     }
     for s in &inner.wiki.spaces {
-        nodes.push(json!({"kind": "wiki_space", "space_id": s.space_id, "title": s.name}));
+        // `library_of`: whose "My Library" this is (null for team spaces), so a test or
+        // benchmark can tell which nodes a given person can reach.
+        nodes.push(json!({"kind": "wiki_space", "space_id": s.space_id, "title": s.name, "library_of": s.library_of}));
     }
     for n in &inner.wiki.nodes {
         let title = inner.docs.map.get(&n.obj_token).map(|d| d.title.clone()).unwrap_or_default();

@@ -4,7 +4,8 @@
 //!
 //! - [`walk`]: traversal (both pagination styles, shortcuts followed once).
 //! - [`fetch`]: export or download one document, with state in `feishu_docs`.
-//! - [`wire`] and [`budget`]: the paced, retried calls as the user.
+//! - [`wire`]: the paced (shared [`crate::feishu::ratelimit`]), retried calls as the user.
+//! - [`schedule`]: the opted-in backups `run` makes on their schedule.
 //! - [`names`]: safe, collision-free file names.
 //! - [`manifest`]: `manifest.json` and the summary.
 //!
@@ -12,10 +13,11 @@
 //! fetchers take them, so listings, exports and downloads overlap and each
 //! API's budget stays busy.
 
-pub mod budget;
 pub mod fetch;
 pub mod manifest;
 pub mod names;
+pub mod schedule;
+pub mod settings;
 pub mod walk;
 pub mod wire;
 
@@ -107,8 +109,6 @@ pub struct BackupOptions {
     pub full: bool,
     /// Documents fetched at once.
     pub concurrency: usize,
-    /// Multiplies every documented rate limit.
-    pub rate_scale: f64,
     /// First wait before polling an export task.
     pub poll_initial: Duration,
     /// Longest wait between polls.
@@ -117,6 +117,42 @@ pub struct BackupOptions {
     pub export_timeout: Duration,
     /// Export tasks tried per document before the fallback.
     pub export_attempts: u32,
+}
+
+/// Documents fetched at once unless told otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// First wait before polling an export task, in ms (the fake's exports take 1.5 s;
+/// an earlier poll would only spend the 100/min budget of the poll API).
+pub const DEFAULT_POLL_INITIAL_MS: u64 = 2000;
+/// Longest wait between polls, in ms.
+pub const DEFAULT_POLL_MAX_MS: u64 = 15_000;
+/// Give up on an export task after this many seconds.
+pub const DEFAULT_EXPORT_TIMEOUT_SECS: u64 = 600;
+/// Export tasks tried per document before the download fallback.
+pub const DEFAULT_EXPORT_ATTEMPTS: u32 = 3;
+
+impl BackupOptions {
+    /// A run of `source` for `open_id` of `app_id` into `out` with the default settings.
+    pub fn new(app_id: &str, open_id: &str, source: Source, out: PathBuf) -> BackupOptions {
+        BackupOptions {
+            app_id: app_id.to_owned(),
+            open_id: open_id.to_owned(),
+            source,
+            out,
+            full: false,
+            concurrency: DEFAULT_CONCURRENCY,
+            poll_initial: Duration::from_millis(DEFAULT_POLL_INITIAL_MS),
+            poll_max: Duration::from_millis(DEFAULT_POLL_MAX_MS),
+            export_timeout: Duration::from_secs(DEFAULT_EXPORT_TIMEOUT_SECS),
+            export_attempts: DEFAULT_EXPORT_ATTEMPTS,
+        }
+    }
+}
+
+/// `MSGFILE_DIR/feishu/<app_id>/<open_id>/docs`, the default output directory
+/// (the ids must be identifiers, [`walk::is_token`]).
+pub fn default_out(config: &crate::config::Config, app_id: &str, open_id: &str) -> PathBuf {
+    config.msgfile_dir.join("feishu").join(app_id).join(open_id).join("docs")
 }
 
 /// Why a run could not run (exit code 1); document failures are not errors.
@@ -189,8 +225,7 @@ pub async fn run(
     std::fs::create_dir_all(opts.out.join(".partial")).map_err(|e| BackupError::io(&opts.out, e))?;
     let out = std::fs::canonicalize(&opts.out).map_err(|e| BackupError::io(&opts.out, e))?;
     let opts = Arc::new(BackupOptions { out, ..opts });
-    let budgets = Arc::new(budget::Budgets::new(opts.rate_scale));
-    let wire = Arc::new(wire::Wire::new(feishu.clone(), app, &opts.open_id, budgets)?);
+    let wire = Arc::new(wire::Wire::new(feishu.clone(), app, &opts.open_id)?);
     let rows = feishu.store.feishu_docs(&opts.app_id, &opts.open_id).await?;
     let rows = Arc::new(rows.into_iter().map(|r| (r.token.clone(), r)).collect());
     let (tx, rx) = mpsc::channel::<walk::DocJob>(4096);

@@ -1,4 +1,5 @@
-//! The backup's calls to Feishu as the user: paced by the [`Budgets`],
+//! The backup's calls to Feishu as the user: paced by the client's shared
+//! per-API [`RateLimiter`] (every window of each API's documented limit),
 //! retried on 429 (waiting `x-ogw-ratelimit-reset`), on 5xx and on lost
 //! connections, with the user's token refreshed when Feishu calls it invalid;
 //! JSON calls and binary downloads that resume with `Range` after a break.
@@ -10,14 +11,15 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::budget::Budgets;
-use crate::feishu::ratelimit::{reset_delay, server_error_backoff};
+use tokio::time::Instant;
+
+use crate::feishu::ratelimit::{RateLimiter, reset_delay, server_error_backoff};
 use crate::feishu::{Feishu, FeishuError, USER_TOKEN_INVALID};
 use crate::store::feishu_apps::FeishuApp;
 
@@ -58,7 +60,7 @@ pub struct Wire {
     feishu: Arc<Feishu>,
     app: FeishuApp,
     open_id: String,
-    budgets: Arc<Budgets>,
+    limiter: Arc<RateLimiter>,
     http: reqwest::Client,
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// Counters.
@@ -87,13 +89,10 @@ enum Outcome {
 }
 
 impl Wire {
-    /// A wire for `open_id` of `app`, on `budgets`.
-    pub fn new(
-        feishu: Arc<Feishu>,
-        app: FeishuApp,
-        open_id: &str,
-        budgets: Arc<Budgets>,
-    ) -> Result<Wire, FeishuError> {
+    /// A wire for `open_id` of `app`, paced by the limiter of `feishu`'s client
+    /// (so a backup and the other Feishu work of this process share each app's budgets).
+    pub fn new(feishu: Arc<Feishu>, app: FeishuApp, open_id: &str) -> Result<Wire, FeishuError> {
+        let limiter = feishu.api.limiter().clone();
         let http = crate::feishu::client::client_builder()?
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
@@ -104,7 +103,7 @@ impl Wire {
             feishu,
             app,
             open_id: open_id.to_owned(),
-            budgets,
+            limiter,
             http,
             token: Default::default(),
             counts: CallCounts::default(),
@@ -161,7 +160,7 @@ impl Wire {
         failures: &mut u32,
         throttled: &mut u32,
     ) -> Result<Outcome, FeishuError> {
-        self.budgets.acquire(route).await;
+        self.limiter.acquire(&self.app.app_id, route).await;
         self.counts.requests.fetch_add(1, Ordering::Relaxed);
         let resp = match build(&self.http, token).send().await {
             Ok(r) => r,
@@ -195,7 +194,7 @@ impl Wire {
         self.counts.throttled.fetch_add(1, Ordering::Relaxed);
         crate::feishu::FeishuStats::inc(&self.feishu.stats.throttled, route);
         let wait = reset_delay(reset);
-        self.budgets.throttled(route, wait, Instant::now());
+        self.limiter.throttled(&self.app.app_id, route, wait, Instant::now());
         if *throttled >= MAX_THROTTLED {
             return Err(FeishuError::RateLimited { route, attempts: *throttled });
         }
