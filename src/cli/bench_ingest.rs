@@ -143,8 +143,8 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
     Ok(())
 }
 
-/// Where the cores went during the end-to-end run: the bench's own process
-/// by thread group, MariaDB's server process, and the rest of the machine
+/// Where the cores went during the end-to-end run: the bench's own process,
+/// MariaDB's server process, and the rest of the machine
 /// (from `/proc`). The RSA ceiling assumes every core decrypts keys and nothing
 /// else; the account shows how much of the cores the other necessary work took
 /// (the SDK's TLS and parsing on the puller threads, the simulator serving in
@@ -152,24 +152,15 @@ pub(crate) async fn run(args: BenchIngestArgs, config: Arc<Config>) -> anyhow::R
 /// reachable on this machine at all.
 #[derive(Debug, Clone, Default)]
 struct CpuSample {
-    /// CPU seconds of this process's threads, by group (see [`thread_group`]).
-    ours: std::collections::BTreeMap<&'static str, f64>,
+    /// CPU seconds of this whole process (threads that ended included, which
+    /// per-thread counters in `/proc/self/task` would lose: the pullers and the
+    /// blocking pool's threads come and go).
+    ours: f64,
     /// CPU seconds of the MariaDB/MySQL server processes.
     database: f64,
     /// Busy and total CPU seconds of the whole machine (`/proc/stat`).
     machine_busy: f64,
     machine_total: f64,
-}
-
-/// Thread names this process gives its threads, grouped for the account.
-fn thread_group(name: &str) -> &'static str {
-    if name.starts_with("pull-") {
-        "SDK pullers (GetChatData: TLS, HTTP, JSON)"
-    } else if name.starts_with("tokio-runtime") {
-        "tokio workers (RSA + DecryptData pool, parse, SQL client, simulator)"
-    } else {
-        "other threads"
-    }
 }
 
 fn clock_ticks() -> f64 {
@@ -190,14 +181,8 @@ fn stat_cpu_secs(stat: &str) -> Option<f64> {
 impl CpuSample {
     fn take() -> CpuSample {
         let mut sample = CpuSample::default();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.flatten() {
-                let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-                let secs =
-                    std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| stat_cpu_secs(&s));
-                *sample.ours.entry(thread_group(name.trim())).or_default() += secs.unwrap_or(0.0);
-            }
-        }
+        let own = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu_secs(&s));
+        sample.ours = own.unwrap_or(0.0);
         if let Ok(procs) = std::fs::read_dir("/proc") {
             for p in procs.flatten() {
                 let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
@@ -221,12 +206,8 @@ impl CpuSample {
     }
 
     fn since(&self, before: &CpuSample) -> CpuSample {
-        let mut ours = self.ours.clone();
-        for (k, v) in &before.ours {
-            *ours.entry(k).or_default() -= v;
-        }
         CpuSample {
-            ours,
+            ours: self.ours - before.ours,
             database: self.database - before.database,
             machine_busy: self.machine_busy - before.machine_busy,
             machine_total: self.machine_total - before.machine_total,
@@ -239,7 +220,7 @@ fn print_cpu_account(cpu: &CpuSample, elapsed: f64, stored: u64, ceiling: f64, t
         return; // no /proc: nothing to account
     }
     let cores = cpu.machine_total / elapsed;
-    let ours: f64 = cpu.ours.values().sum();
+    let ours = cpu.ours;
     // CPU seconds the RSA unwraps alone needed, at the ceiling's per-thread rate.
     let rsa = stored as f64 * threads as f64 / ceiling;
     let rest = (cpu.machine_busy - ours - cpu.database).max(0.0);
@@ -248,9 +229,10 @@ fn print_cpu_account(cpu: &CpuSample, elapsed: f64, stored: u64, ceiling: f64, t
         "  where the {cores:.1} cores' {:.1} CPU-seconds went during the end-to-end run:",
         cpu.machine_total
     );
-    for (group, secs) in &cpu.ours {
-        println!("    {secs:>7.2}s  {group}");
-    }
+    println!(
+        "    {ours:>7.2}s  this process: SDK pullers (TLS, HTTP, JSON), RSA + DecryptData pool, parsing,"
+    );
+    println!("              SQL client, and the simulator serving in-process");
     println!("             (of these, RSA unwraps alone: {rsa:.2}s at the ceiling's rate)");
     println!("    {:>7.2}s  MariaDB server", cpu.database);
     println!("    {rest:>7.2}s  rest of the machine");
@@ -294,7 +276,6 @@ mod tests {
         let line = "42 (pull-a) b)) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
         assert_eq!(stat_cpu_secs(line), Some(300.0 / ticks));
         assert_eq!(stat_cpu_secs("garbage"), None);
-        assert_eq!(thread_group("pull-ww1"), "SDK pullers (GetChatData: TLS, HTTP, JSON)");
     }
 
     #[test]
