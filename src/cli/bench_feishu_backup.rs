@@ -24,7 +24,6 @@ use crate::config::Config;
 use crate::feishu::Feishu;
 use crate::feishu::backup::{self, BackupOptions, Progress, Source, routes};
 use crate::feishu::ratelimit;
-use crate::store::feishu_apps::FeishuApp;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchFeishuBackupArgs {
@@ -162,14 +161,7 @@ pub(crate) async fn run(args: BenchFeishuBackupArgs, config: Arc<Config>) -> any
     cfg.feishu.rate_scale = 1.0;
     let config = Arc::new(cfg);
     let store = super::bench::fresh_bench_store(&config).await?;
-    let app = FeishuApp {
-        app_id: manifest.app_id.clone(),
-        app_secret: manifest.app_secret.clone(),
-        encrypt_key: manifest.encrypt_key.clone(),
-        verification_token: manifest.verification_token.clone(),
-        base_url: manifest.base_url.clone(),
-        enabled: true,
-    };
+    let app = super::feishu::app_of_fake(&manifest);
     store.upsert_feishu_app(&app, &config.secrets).await?;
     let feishu = Feishu::new(store, config.clone())?;
     let open_id = manifest.users.first().context("the fake has a user")?.open_id.clone();

@@ -97,14 +97,7 @@ pub(crate) async fn run(args: BenchFeishuRecordingArgs, config: Arc<Config>) -> 
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     c.redis_prefix = format!("{}:bench-{run_id}", config.redis_prefix);
     let c = Arc::new(c);
-    let app = FeishuApp {
-        app_id: manifest.app_id.clone(),
-        app_secret: manifest.app_secret.clone(),
-        encrypt_key: manifest.encrypt_key.clone(),
-        verification_token: manifest.verification_token.clone(),
-        base_url: base.clone(),
-        enabled: true,
-    };
+    let app = FeishuApp { base_url: base.clone(), ..super::feishu::app_of_fake(&manifest) };
     store.upsert_feishu_app(&app, &c.secrets).await?;
     let feishu = Feishu::new(store.clone(), c.clone())?;
     let cancel = CancellationToken::new();

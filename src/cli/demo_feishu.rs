@@ -209,14 +209,7 @@ pub(crate) async fn run(
     )
     .await?;
     let manifest = sim.manifest();
-    let app = FeishuApp {
-        app_id: manifest.app_id.clone(),
-        app_secret: manifest.app_secret.clone(),
-        encrypt_key: manifest.encrypt_key.clone(),
-        verification_token: manifest.verification_token.clone(),
-        base_url: manifest.base_url.clone(),
-        enabled: true,
-    };
+    let app = super::feishu::app_of_fake(&manifest);
     store.upsert_feishu_app(&app, &config.secrets).await?;
     store.forget_feishu_app_activity(&app.app_id).await?;
     let app_dir = config.msgfile_dir.join("feishu").join(&app.app_id);

@@ -372,6 +372,19 @@ async fn serve(store: crate::store::Store, config: Arc<Config>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// The app a fake Feishu's manifest describes, enabled (the demo and the
+/// benches register the fake this way).
+pub(super) fn app_of_fake(m: &wework_archive_sim::feishu::FeishuManifest) -> FeishuApp {
+    FeishuApp {
+        app_id: m.app_id.clone(),
+        app_secret: m.app_secret.clone(),
+        encrypt_key: m.encrypt_key.clone(),
+        verification_token: m.verification_token.clone(),
+        base_url: m.base_url.clone(),
+        enabled: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
