@@ -62,11 +62,17 @@ impl std::fmt::Display for AlarmKind {
 /// joined by `" | "`, cut to the column's width. Unknown kinds (written by a
 /// newer version) come last, so nothing raised is hidden.
 pub fn summary(alarms: &[(String, String)]) -> String {
-    let rank = |kind: &str| AlarmKind::parse(kind).map_or(AlarmKind::ALL.len(), |k| k as usize);
-    let mut sorted: Vec<&(String, String)> = alarms.iter().filter(|(_, text)| !text.is_empty()).collect();
-    sorted.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then_with(|| a.0.cmp(&b.0)));
+    let mut sorted: Vec<(String, String)> =
+        alarms.iter().filter(|(_, text)| !text.is_empty()).cloned().collect();
+    sort_by_kind(&mut sorted);
     let joined = sorted.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join(" | ");
     clip(&joined)
+}
+
+/// `(kind, text)` rows in [`AlarmKind::ALL`] order; unknown kinds last, by name.
+fn sort_by_kind(rows: &mut [(String, String)]) {
+    let rank = |kind: &str| AlarmKind::parse(kind).map_or(AlarmKind::ALL.len(), |k| k as usize);
+    rows.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then_with(|| a.0.cmp(&b.0)));
 }
 
 fn clip(s: &str) -> String {
@@ -92,8 +98,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let mut rows: Vec<(String, String)> =
             conn.exec("SELECT kind, alarm FROM corp_alarms WHERE corpid = ?", (corpid.as_str(),)).await?;
-        let rank = |kind: &str| AlarmKind::parse(kind).map_or(AlarmKind::ALL.len(), |k| k as usize);
-        rows.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then_with(|| a.0.cmp(&b.0)));
+        sort_by_kind(&mut rows);
         Ok(rows)
     }
 
