@@ -166,6 +166,21 @@ pub fn plan(
     done(Step::Take { want: target - held, candidates })
 }
 
+/// The live members with the loads the lease records show now (`values`:
+/// the lease of each enabled corp, `token:owner` or None when free). The
+/// heartbeat loads are up to a renewal period old: an instance that has just
+/// taken corps still reports fewer, and evening out against that would give a
+/// corp back for nothing, which then sits free while it cools.
+pub fn loads_from_leases(live: &[(String, u64)], values: &[Option<String>]) -> Vec<(String, u64)> {
+    let mut held: HashMap<&str, u64> = HashMap::new();
+    for v in values.iter().flatten() {
+        if let Some((_, owner)) = v.split_once(':') {
+            *held.entry(owner).or_default() += 1;
+        }
+    }
+    live.iter().map(|(name, _)| (name.clone(), held.get(name.as_str()).copied().unwrap_or(0))).collect()
+}
+
 /// How much `instance` wants to keep `corp`: first the corps whose
 /// rendezvous home (among `members`) it is, then by its own score.
 pub fn rank(instance: &str, members: &[String], corp: &CorpId) -> (bool, u64) {
@@ -204,6 +219,33 @@ mod tests {
             Step::Spread(_) => "spread".into(),
             Step::Take { want, candidates } => format!("take {want} of {}", candidates.len()),
         }
+    }
+
+    /// 6 corps on 3, 2/2/2 in the lease records, but c's heartbeat predates
+    /// its two takes: the heartbeat loads say "spread", the lease records
+    /// say "hold" (the spurious hand-over seen under load in
+    /// control::three_instances_share_six_corps_and_survive_a_kill).
+    #[test]
+    fn a_stale_heartbeat_is_not_a_reason_to_spread() {
+        let enabled: BTreeSet<CorpId> = corps(6).into_iter().collect();
+        let all: Vec<CorpId> = enabled.iter().cloned().collect();
+        let keeping = &all[..2];
+        let busy: BTreeSet<CorpId> = keeping.iter().cloned().collect();
+        let holdings = Holdings { enabled: &enabled, keeping, busy: &busy, releasing: 0 };
+        let cool = Cooldowns::new(Duration::from_secs(3));
+        let now = Instant::now();
+        let stale = live(&[("a", 2), ("b", 2), ("c", 0)]);
+        let step =
+            |l: &[(String, u64)]| plan(Members { me: "a", live: l }, holdings, &cool, now).unwrap().step;
+        assert!(matches!(step(&stale), Step::Spread(_)));
+        let owner = |o: &str| Some(format!("7:{o}"));
+        let values = [owner("a"), owner("a"), owner("b"), owner("b"), owner("c"), owner("c")];
+        let fresh = loads_from_leases(&stale, &values);
+        assert_eq!(fresh, live(&[("a", 2), ("b", 2), ("c", 2)]));
+        assert_eq!(step(&fresh), Step::Hold);
+        // A real imbalance survives the check (c holds nothing, one corp is free).
+        let values = [owner("a"), owner("a"), owner("b"), owner("b"), None, Some("junk".into())];
+        assert_eq!(loads_from_leases(&stale, &values), live(&[("a", 2), ("b", 2), ("c", 0)]));
     }
 
     #[test]

@@ -91,6 +91,41 @@ impl Drop for Instance {
     }
 }
 
+/// A failing test shows what its instances warned about: their logs live in
+/// the temp dir, which goes with the harness, and a CI log is all there is
+/// to read afterwards.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else { return };
+        let mut logs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| [" WARN ", " ERROR ", "lease released"].iter().any(|k| l.contains(k)))
+                .collect();
+            let skip = lines.len().saturating_sub(60);
+            eprintln!(
+                "--- {} ({} warnings, errors and releases; last {}):",
+                log.display(),
+                lines.len(),
+                lines.len() - skip
+            );
+            for l in &lines[skip..] {
+                eprintln!("    {l}");
+            }
+        }
+    }
+}
+
 /// Everything one test needs: its own database, Redis, temp dir and simulator.
 pub(crate) struct Harness {
     pub(crate) dir: tempfile::TempDir,

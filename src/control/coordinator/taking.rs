@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::Coordinator;
 use super::slots::{Next, SlotState};
-use crate::control::balance::{self, Holdings, Members, Step};
+use crate::control::balance::{self, Holdings, Members, Plan, Step};
 use crate::control::lease::{self, Acquire, Lease};
 use crate::control::stats::ControlStats;
 use crate::store::{CorpId, StoreError};
@@ -54,7 +54,25 @@ impl Coordinator {
                 // evening-out until they have had a lease time to take them.
                 self.cooldowns.spread(now);
             }
-            Step::Spread(corp) => {
+            Step::Spread(_) => {
+                // The heartbeat loads can be a renewal period old: decide
+                // again on what the lease records say now (see
+                // balance::loads_from_leases).
+                let enabled: Vec<CorpId> = self.enabled.iter().cloned().collect();
+                let keys = self.keys.clone();
+                let Ok(values) =
+                    self.link.run(|conn| async move { lease::owners(conn, &keys, &enabled).await }).await
+                else {
+                    return;
+                };
+                let fresh = balance::loads_from_leases(&live, &values);
+                let again = balance::plan(
+                    Members { me: &self.instance, live: &fresh },
+                    Holdings { enabled: &self.enabled, keeping: &keeping, busy: &busy, releasing },
+                    &self.cooldowns,
+                    now,
+                );
+                let Some(Plan { step: Step::Spread(corp), .. }) = again else { return };
                 tracing::info!(corp = %corp, "evening out loads: giving one corp back");
                 self.cooldowns.spread(now);
                 self.begin_stop(&corp, Next::Release { balance: true });
