@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::fault::FaultSpec;
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{Rotation, SimConfig, Simulator};
 
 /// Command-line options of `sim serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// GiB accepted).
     #[arg(long, env = "WEWORK_SIM_BIG_VIDEO", value_parser = parse_size)]
     pub big_video: Option<u64>,
+    /// When the corps switch from key version 1 to 2: `middle` (of the initial corpus),
+    /// `never`, or a record index.
+    #[arg(long, env = "WEWORK_SIM_ROTATION", default_value = "middle", value_parser = parse_rotation)]
+    pub rotation: Rotation,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "WEWORK_SIM_TOKEN_TTL", default_value_t = 7200)]
     pub token_ttl: u64,
@@ -69,8 +73,21 @@ impl ServeArgs {
             token_ttl: Duration::from_secs(self.token_ttl),
             latency: Duration::from_millis(self.latency_ms),
             bandwidth_mbps: self.bandwidth_mbps,
+            rotation: self.rotation,
             ..SimConfig::default()
         }
+    }
+}
+
+/// Parses `never`, `middle` or a record index.
+pub fn parse_rotation(s: &str) -> Result<Rotation, String> {
+    match s.trim() {
+        "never" => Ok(Rotation::Never),
+        "middle" => Ok(Rotation::Middle),
+        n => n
+            .parse()
+            .map(Rotation::AtMessage)
+            .map_err(|_| format!("{s:?}: not never, middle or a record index")),
     }
 }
 
@@ -181,6 +198,8 @@ mod tests {
             "40",
             "--bandwidth-mbps",
             "100",
+            "--rotation",
+            "never",
         ])
         .unwrap();
         let cfg = c.serve.config();
@@ -189,7 +208,12 @@ mod tests {
         assert_eq!(cfg.slow, Duration::from_secs(3));
         assert_eq!(cfg.big_video, Some(50 << 20));
         assert_eq!((cfg.latency, cfg.bandwidth_mbps), (Duration::from_millis(40), Some(100.0)));
+        assert_eq!(cfg.rotation, Rotation::Never);
         assert!(Cli::try_parse_from(["x", "--faults", "bogus=1"]).is_err());
+        assert_eq!(Cli::try_parse_from(["x"]).unwrap().serve.config().rotation, Rotation::Middle);
+        let at = Cli::try_parse_from(["x", "--rotation", "12"]).unwrap().serve.config().rotation;
+        assert_eq!(at, Rotation::AtMessage(12));
+        assert!(Cli::try_parse_from(["x", "--rotation", "sometimes"]).is_err());
     }
 
     #[test]

@@ -15,10 +15,12 @@
 //!   queue again with parallel ranges off (the single-loop pipeline), so "no slower
 //!   than today" is a ratio from the same run.
 //!
-//! The simulator runs in this process (it generates and encrypts every chunk on
-//! the fly), so every measurement pays for it alike. Peak RSS is the process's
-//! VmHWM, reset just before each pipeline run, so it covers the download with the
-//! simulator and everything else resident.
+//! The simulator runs as a child process (`sim serve`, the same binary), as a
+//! real server is somewhere else: it generates and encrypts every chunk on the
+//! fly, on the same cores, so every measurement pays for it alike, but its
+//! memory is its own. Peak RSS is this process's VmHWM, reset just before each
+//! pipeline run, so it covers the download with the SDK, the store's pool and
+//! everything else resident: what the archiver needs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use wework_archive_sim::{Rotation, SimConfig, Simulator};
 
 use crate::config::Config;
 use crate::wecom::ingest::{CorpSpec, IngestContext, RunOptions, pull_corp};
@@ -80,6 +81,59 @@ fn proc_status_kib(field: &str) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// `sim serve` of this same binary, as a child process: the bench's server.
+struct ChildSimulator {
+    child: tokio::process::Child,
+    manifest: wework_archive_sim::Manifest,
+    dir: tempfile::TempDir,
+}
+
+impl ChildSimulator {
+    /// Starts it with the bench's corpus (seed 5, one corp, the 32-message
+    /// block of every type with the video among them, no key rotation) and
+    /// waits for its manifest.
+    async fn start(args: &BenchMediaArgs, size: u64) -> anyhow::Result<ChildSimulator> {
+        let dir = tempfile::tempdir()?;
+        let manifest_path = dir.path().join("manifest.json");
+        let log = std::fs::File::create(dir.path().join("sim.log"))?;
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.args(["sim", "serve", "--listen", "127.0.0.1:0", "--seed", "5", "--corps", "1"])
+            .args(["--messages", "32", "--rotation", "never"])
+            .arg("--big-video")
+            .arg(size.to_string())
+            .arg("--latency-ms")
+            .arg(args.latency_ms.to_string())
+            .arg("--manifest")
+            .arg(&manifest_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(b) = args.bandwidth_mbps {
+            cmd.arg("--bandwidth-mbps").arg(b.to_string());
+        }
+        let mut child = cmd.spawn().context("starting `sim serve`")?;
+        // Generating the corpus takes the md5 of the whole video: seconds per GiB.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(manifest) = wework_archive_sim::Manifest::read(&manifest_path) {
+                return Ok(ChildSimulator { child, manifest, dir });
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.path().join("sim.log")).unwrap_or_default();
+                anyhow::bail!("`sim serve` exited ({status}) before it served:\n{log}");
+            }
+            anyhow::ensure!(Instant::now() < deadline, "`sim serve` wrote no manifest within 300 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        drop(self.dir);
+    }
+}
+
 const MIB: f64 = (1 << 20) as f64;
 
 pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Result<()> {
@@ -87,32 +141,24 @@ pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Re
     anyhow::ensure!(args.latency_ms <= 10_000, "--latency-ms must be at most 10000");
     let size = args.size_mib << 20;
     let started = Instant::now();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    // 32 messages: the corpus's block of every message type, the video among them.
-    let sim = Simulator::start(
-        listener,
-        SimConfig {
-            seed: 5,
-            corps: 1,
-            messages: 32,
-            big_video: Some(size),
-            rotation: Rotation::Never,
-            latency: Duration::from_millis(args.latency_ms),
-            bandwidth_mbps: args.bandwidth_mbps,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let sim = ChildSimulator::start(&args, size).await?;
     eprintln!("simulator up in {:.1}s (md5 of the video included)", started.elapsed().as_secs_f64());
-    let manifest = sim.manifest();
-    let corpus = sim.corpus();
-    let video = corpus.corps[0].media.iter().max_by_key(|m| m.size).context("the corpus has media")?.clone();
-    anyhow::ensure!(video.size == size, "the simulator's big video is {} bytes, not {size}", video.size);
+    let manifest = sim.manifest.clone();
     let lib = super::load_sdk(&config)?;
+
+    // The pipeline's queue, filled by a real ingest; the video is its largest item.
+    let store = super::bench::fresh_bench_store(&config).await?;
+    let ids = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
+    let row = store.corp(&ids[0]).await?.context("the imported corp")?;
+    let spec = CorpSpec::load(&store, &row, &config.secrets).await?;
+    let ingest = IngestContext::new(store.clone(), lib, config.clone());
+    pull_corp(&ingest, spec.clone(), RunOptions::until_caught_up(), CancellationToken::new()).await?;
+    let (sdkfileid, video_size) =
+        store.largest_media_item(&ids[0]).await?.context("the ingest queued no media with a size")?;
+    anyhow::ensure!(video_size == size, "the simulator's big video is {video_size} bytes, not {size}");
 
     // The single page loop: the SDK's chunk loop alone.
     let (proxy, corp) = (manifest.proxy.clone(), manifest.corps[0].clone());
-    let sdkfileid = video.sdkfileid.clone();
     let (ceiling_bytes, ceiling_secs) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, f64)> {
         let sdk = lib.new_sdk(&corp.corpid, &corp.secret)?;
         let net = NetOptions { proxy, passwd: String::new(), timeout: Duration::from_secs(30) };
@@ -130,14 +176,6 @@ pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Re
     .await??;
     anyhow::ensure!(ceiling_bytes == size, "the ceiling loop got {ceiling_bytes} bytes of {size}");
     let ceiling = ceiling_bytes as f64 / MIB / ceiling_secs;
-
-    // The pipeline, from a queue filled by a real ingest.
-    let store = super::bench::fresh_bench_store(&config).await?;
-    let ids = super::corp::import_sim_manifest(&store, &config, &manifest).await?;
-    let row = store.corp(&ids[0]).await?.context("the imported corp")?;
-    let spec = CorpSpec::load(&store, &row, &config.secrets).await?;
-    let ingest = IngestContext::new(store.clone(), lib, config.clone());
-    pull_corp(&ingest, spec.clone(), RunOptions::until_caught_up(), CancellationToken::new()).await?;
 
     let dir = args
         .dir
@@ -167,7 +205,7 @@ pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Re
     };
     let r = &ranged.report;
     println!(
-        "bench media: a {} MiB video (+ {} small files) through the real SDK from the in-process simulator, {distance}",
+        "bench media: a {} MiB video (+ {} small files) through the real SDK from the simulator (a child process), {distance}",
         args.size_mib,
         r.files.saturating_sub(1)
     );
@@ -200,13 +238,13 @@ pub(crate) async fn run(args: BenchMediaArgs, config: Arc<Config>) -> anyhow::Re
     }
     let peak = ranged.peak_kib.max(single.as_ref().map_or(0, |s| s.peak_kib));
     println!(
-        "  peak RSS during the pipeline: {:.1} MiB{} (goal < 64 MiB{}; RSS before: {:.1} MiB, simulator included)",
+        "  peak RSS during the pipeline: {:.1} MiB{} (goal < 64 MiB{}; RSS before: {:.1} MiB; the simulator's memory is its own)",
         peak as f64 / 1024.0,
         if ranged.hwm_reset { "" } else { " (VmHWM could not be reset: peak of the whole run)" },
         if peak < 64 * 1024 { ", met" } else { ", NOT met" },
         rss_before as f64 / 1024.0
     );
-    sim.shutdown().await;
+    sim.stop().await;
     store.close().await;
     if scratch {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;

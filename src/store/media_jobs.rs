@@ -93,6 +93,20 @@ impl super::Store {
         .await?;
         Ok(conn.affected_rows() == 1)
     }
+
+    /// The corp's largest media item with a stated size: `(sdkfileid, size)`
+    /// (the benchmarks pick their big video this way, whoever serves it).
+    pub async fn largest_media_item(&self, corpid: &CorpId) -> Result<Option<(String, u64)>, StoreError> {
+        use mysql_async::prelude::*;
+        let mut conn = self.conn().await?;
+        Ok(conn
+            .exec_first(
+                "SELECT sdkfileid, size FROM media_jobs WHERE corpid = ? AND size IS NOT NULL
+                 ORDER BY size DESC, id LIMIT 1",
+                (corpid.as_str(),),
+            )
+            .await?)
+    }
 }
 
 /// One range of a parallel media download (`media_ranges`, 0014): bytes
