@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use clap::Subcommand;
-use mysql_async::prelude::*;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -36,10 +35,5 @@ pub(crate) async fn run(cmd: BenchCommand, config: Arc<Config>) -> anyhow::Resul
 /// the configured one): benches never touch real data.
 pub(super) async fn fresh_bench_store(config: &Config) -> anyhow::Result<Store> {
     let (url, name) = super::bench_ingest::bench_database_url(&config.database_url)?;
-    let server = mysql_async::Pool::new(url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url));
-    let mut conn = server.get_conn().await?;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
-    drop(conn);
-    server.disconnect().await?;
-    Ok(Store::open(&url).await?)
+    Ok(Store::open_fresh(&url, &name).await?)
 }

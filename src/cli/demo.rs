@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mysql_async::prelude::*;
 use tokio_util::sync::CancellationToken;
 use wework_archive_sim::{FaultSpec, SimConfig, Simulator};
 
@@ -45,18 +44,13 @@ pub(crate) struct DemoArgs {
 
 /// Removes what an earlier demo stored for these corps, so every run starts clean.
 async fn reset(store: &Store, config: &Config, corps: &[CorpId]) -> anyhow::Result<()> {
-    let mut conn = store.conn().await?;
     for c in corps {
-        conn.query_drop(format!("DROP TABLE IF EXISTS {}", c.message_table())).await?;
-        for table in ["corplist", "corp_keys", "corp_state", "media_jobs"] {
-            conn.exec_drop(format!("DELETE FROM {table} WHERE corpid = ?"), (c.as_str(),)).await?;
-        }
+        store.erase_corp_archive(c).await?;
         let dir = config.msgfile_dir.join(c.as_str());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
     }
-    store.forget_message_tables();
     Ok(())
 }
 

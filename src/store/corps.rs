@@ -98,7 +98,49 @@ pub struct CorpSettings {
     pub timeout: i32,
 }
 
+/// Tables whose rows belong to one corp (`corpid` column), removed by
+/// [`Store::erase_corp_archive`]. Not the accounts' grants nor the access log:
+/// who may read a corp, and who read it, outlive its data.
+const PER_CORP_TABLES: [&str; 10] = [
+    "corplist",
+    "corp_keys",
+    "corp_state",
+    "corp_alarms",
+    "media_jobs",
+    "quarantine",
+    "large_msgdata",
+    "chain_links",
+    "chain_heads",
+    "seed_adoptions",
+];
+
 impl Store {
+    /// Erases everything archived for `corpid`: its message table and its rows
+    /// in every per-corp table (media ranges and quarantine parts through their
+    /// parents), in one transaction after the DROP. For the demo, which starts
+    /// each run clean; never called on a real archive.
+    pub async fn erase_corp_archive(&self, corpid: &CorpId) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.query_drop(format!("DROP TABLE IF EXISTS {}", corpid.message_table())).await?;
+        let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await?;
+        tx.exec_drop(
+            "DELETE r FROM media_ranges r JOIN media_jobs j ON j.id = r.job_id WHERE j.corpid = ?",
+            (corpid.as_str(),),
+        )
+        .await?;
+        tx.exec_drop(
+            "DELETE p FROM quarantine_parts p JOIN quarantine q ON q.id = p.quarantine_id WHERE q.corpid = ?",
+            (corpid.as_str(),),
+        )
+        .await?;
+        for table in PER_CORP_TABLES {
+            tx.exec_drop(format!("DELETE FROM {table} WHERE corpid = ?"), (corpid.as_str(),)).await?;
+        }
+        tx.commit().await?;
+        self.forget_message_tables();
+        Ok(())
+    }
+
     /// Every corplist row, in id order.
     pub async fn corps(&self) -> Result<Vec<CorpRow>, StoreError> {
         let mut conn = self.conn().await?;

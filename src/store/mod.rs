@@ -25,6 +25,7 @@ pub mod feishu_users;
 pub mod ident;
 pub mod media_jobs;
 pub mod messages;
+pub mod metrics_facts;
 pub mod migrate;
 pub mod primary_keys;
 pub mod quarantine;
@@ -127,6 +128,22 @@ impl Store {
             created?;
         }
         Ok(Store { endpoints, messages: messages::TableCache::default() })
+    }
+
+    /// Drops database `name` on the server of `url`, whose database it is,
+    /// then opens `url`, which creates and migrates it afresh. For the
+    /// benchmarks' own databases (`<db>_bench`): never a real archive.
+    pub async fn open_fresh(url: &str, name: &str) -> Result<Store, StoreError> {
+        use mysql_async::prelude::*;
+        if name.is_empty() || name.contains('`') {
+            return Err(StoreError::Invalid(format!("{name:?} is not a database name")));
+        }
+        let server = mysql_async::Pool::new(url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url));
+        let mut conn = server.get_conn().await?;
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
+        drop(conn);
+        server.disconnect().await?;
+        Store::open(url).await
     }
 
     /// Connects and applies pending migrations (what every command does on start).
