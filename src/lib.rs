@@ -21,6 +21,7 @@ pub mod feishu;
 pub mod hardening;
 pub mod http;
 pub mod logging;
+pub mod model;
 pub mod secrets;
 pub mod store;
 pub mod wecom;
