@@ -5,6 +5,8 @@
 //! - [`wecom`]: Tencent's Finance SDK behind a safe layer ([`wecom::sdk`]),
 //!   key handling, message parsing, the per-corp ingest workers and media.
 //! - [`store`]: MySQL schema, migrations, corps, keys and per-corp message tables.
+//! - [`model`]: plain data shared by the layers (media references), importing
+//!   nothing of this crate, so [`store`] need not depend on [`wecom`].
 //! - [`backoff`]: the capped, jittered retry waits everything shares.
 //! - [`config`] and [`logging`]: settings (flag > env > file > default) and tracing.
 //! - [`control`] and [`http`]: leases and change events across instances;
@@ -21,6 +23,7 @@ pub mod feishu;
 pub mod hardening;
 pub mod http;
 pub mod logging;
+pub mod model;
 pub mod secrets;
 pub mod store;
 pub mod wecom;

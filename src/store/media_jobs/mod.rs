@@ -1,10 +1,75 @@
-//! Creating media queue rows in the message transaction.
+//! `media_jobs` and `media_ranges`: everything that reads or writes the media
+//! queue.
+//!
+//! - here: creating jobs in the message transaction, recording verification, the
+//!   ranges of parallel downloads;
+//! - [`state`]: a job's state and the claimed job's row;
+//! - [`claim`]: claiming jobs and recording progress under a claim;
+//! - [`settle`]: settling jobs, pausing, resuming and requeueing them, and
+//!   deriving the message row's media columns from its jobs;
+//! - [`report`]: counts, backlog, and the voice transcode bookkeeping.
 
-use mysql_async::Value;
+pub mod claim;
+pub mod report;
+pub mod settle;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::{IsolationLevel, TxOpts, Value};
 
 use super::messages::TxStatement;
 use super::{CorpId, StoreError};
-use crate::wecom::media_refs::MediaRef;
+use crate::model::media::MediaRef;
+
+pub use settle::{MessageMedia, message_media};
+pub use state::{CODE_CORRUPT, Job, JobState, Terminal};
+
+/// Transactions of the queue read committed data and take no gap locks: workers
+/// settle neighbouring jobs at the same time, and repeatable read's next-key locks
+/// on `(corpid, msgid, …)` ranges made them deadlock.
+fn read_committed() -> TxOpts {
+    let mut o = TxOpts::default();
+    o.with_isolation_level(IsolationLevel::ReadCommitted);
+    o
+}
+
+/// A deadlock (1213) or lock wait timeout (1205): InnoDB rolled the statement or
+/// transaction back; running it again is safe.
+fn is_lock_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(mysql_async::Error::Server(s)) if s.code == 1213 || s.code == 1205)
+}
+
+/// Runs `f` again after lock conflicts (a few times, with a short growing wait).
+async fn retry_conflicts<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match f().await {
+            Err(e) if is_lock_conflict(&e) && tries < 8 => {
+                tries += 1;
+                let ms = 5 * u64::from(tries) + rand::random_range(0..10);
+                tracing::debug!("media queue: {e}; retrying in {ms} ms");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A duration in microseconds, for SQL intervals.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Error text as stored (`last_error`, alarm texts): its first 1000 characters.
+pub fn clip(s: &str) -> String {
+    s.chars().take(1000).collect()
+}
 
 /// Columns written when a job is created.
 const COLUMNS: &str =
