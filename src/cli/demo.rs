@@ -48,7 +48,9 @@ async fn reset(store: &Store, config: &Config, corps: &[CorpId]) -> anyhow::Resu
     let mut conn = store.conn().await?;
     for c in corps {
         conn.query_drop(format!("DROP TABLE IF EXISTS {}", c.message_table())).await?;
-        for table in ["corplist", "corp_keys", "corp_state", "media_jobs"] {
+        for table in
+            ["corplist", "corp_keys", "corp_state", "media_jobs", "conversations", "conversation_summaries"]
+        {
             conn.exec_drop(format!("DELETE FROM {table} WHERE corpid = ?"), (c.as_str(),)).await?;
         }
         let dir = config.msgfile_dir.join(c.as_str());
