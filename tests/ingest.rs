@@ -364,3 +364,225 @@ fn envelope_items_with_missing_fields_are_kept_and_marked() {
     assert_eq!(d.message.decrypt_status, DecryptStatus::NoKey);
     assert_eq!(d.message.encrypt_chat_msg.as_deref(), Some("0123456789abcdef"));
 }
+
+/// The conversation list as it was computed before the summary (grouped over
+/// the whole message table on every request), keyed by kind and ids folded the
+/// way the column collation compares them (case, trailing spaces).
+async fn grouped_conversations(
+    store: &wework_archive::store::Store,
+    corpid: &CorpId,
+) -> BTreeMap<String, (u64, i64)> {
+    let table = corpid.message_table();
+    let mut conn = store.conn().await.unwrap();
+    let fold = |s: &str| s.trim_end_matches(' ').to_lowercase();
+    let mut out = BTreeMap::new();
+    let rooms: Vec<(String, u64, i64)> = conn
+        .query(format!(
+            "SELECT roomid, COUNT(*), MAX(msgtime) FROM {table} WHERE roomid <> '' GROUP BY roomid"
+        ))
+        .await
+        .unwrap();
+    for (r, n, t) in rooms {
+        out.insert(format!("room {}", fold(&r)), (n, t));
+    }
+    let pairs: Vec<(Option<String>, Option<String>, u64, i64)> = conn
+        .query(format!(
+            "SELECT LEAST(msgfrom, r), GREATEST(msgfrom, r), COUNT(*), MAX(msgtime) FROM (
+                 SELECT msgfrom, msgtime, JSON_UNQUOTE(JSON_EXTRACT(tolist, '$[0]')) AS r
+                 FROM {table} WHERE roomid = '' AND decrypt_status = 'ok' AND action <> 'switch'
+             ) t WHERE r IS NOT NULL GROUP BY 1, 2"
+        ))
+        .await
+        .unwrap();
+    for (a, b, n, t) in pairs {
+        out.insert(format!("pair {} {}", fold(&a.unwrap()), fold(&b.unwrap())), (n, t));
+    }
+    let (n, t): (u64, Option<i64>) = conn
+        .query_first(format!(
+            "SELECT COUNT(*), MAX(msgtime) FROM {table} WHERE decrypt_status NOT IN ('ok', 'unparsed')"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    if n > 0 {
+        out.insert("undecrypted".to_owned(), (n, t.unwrap_or(0)));
+    }
+    out
+}
+
+/// The list the browser shows, keyed like [`grouped_conversations`].
+async fn listed_conversations(
+    store: &wework_archive::store::Store,
+    corpid: &CorpId,
+) -> BTreeMap<String, (u64, i64)> {
+    use wework_archive::store::browse::Conversation;
+    let fold = |s: &str| s.trim_end_matches(' ').to_lowercase();
+    let list = store.conversations(corpid, "").await.unwrap();
+    let mut out = BTreeMap::new();
+    for c in &list {
+        let key = match &c.conversation {
+            Conversation::Room { roomid } => format!("room {}", fold(roomid)),
+            Conversation::Pair { a, b } => format!("pair {} {}", fold(a), fold(b)),
+            Conversation::Undecrypted => "undecrypted".to_owned(),
+        };
+        assert!(out.insert(key.clone(), (c.messages, c.last_msgtime)).is_none(), "{key} listed twice");
+    }
+    assert!(list.windows(2).all(|w| w[0].last_msgtime >= w[1].last_msgtime), "newest first");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_summary_equals_the_grouped_table_after_ingest_replay_redecrypt_and_rebuild() {
+    use wework_archive::store::messages::{DecryptStatus, NewMessage};
+    let faults = FaultSpec::none()
+        .with(FaultKind::ShortMsg, 0.01)
+        .with(FaultKind::BadBase64, 0.01)
+        .with(FaultKind::UnknownVer, 0.03)
+        .with(FaultKind::WrongKey, 0.01);
+    let sim =
+        start_sim(SimConfig { seed: 1520, corps: 1, messages: 3000, faults, ..Default::default() }).await;
+    let (_db, ctx, corps, _media) = setup("ingest_convsum", &sim).await;
+    let corpid = &corps[0];
+    pull_all(&ctx, &corps).await;
+    let grouped = grouped_conversations(&ctx.store, corpid).await;
+    let count =
+        |m: &BTreeMap<String, (u64, i64)>, prefix: &str| m.keys().filter(|k| k.starts_with(prefix)).count();
+    assert!(count(&grouped, "room ") > 0 && count(&grouped, "pair ") > 0, "{grouped:?}");
+    let undecrypted_before = grouped["undecrypted"].0;
+    assert_eq!(listed_conversations(&ctx.store, corpid).await, grouped, "after the ingest");
+
+    // Records outside the pull (the quarantine replay's path): ids the collation
+    // folds into one room or one pair, a switch record, an unparsed one, one
+    // without recipients, an undecrypted one newer than everything, and a
+    // duplicate of a stored msgid (not counted twice).
+    let record =
+        |msgid: &str, roomid: &str, from: &str, to: &str, action: &str, status: DecryptStatus, t: i64| {
+            NewMessage {
+                msgid: msgid.to_owned(),
+                publickey_ver: 1,
+                seq: 0,
+                action: action.to_owned(),
+                msgfrom: from.to_owned(),
+                tolist: to.to_owned(),
+                msgtype: "text".to_owned(),
+                msgtime: t,
+                text: String::new(),
+                sdkfield: String::new(),
+                msgdata: Some(b"{}".to_vec()),
+                status: 0,
+                roomid: roomid.to_owned(),
+                decrypt_status: status,
+                decrypt_code: 0,
+                encrypt_random_key: None,
+                encrypt_chat_msg: None,
+            }
+        };
+    let far = 4_000_000_000_000;
+    let ok = DecryptStatus::Ok;
+    let stored_msgid: String = {
+        let mut conn = ctx.store.conn().await.unwrap();
+        conn.query_first(format!("SELECT msgid FROM {} ORDER BY id LIMIT 1", corpid.message_table()))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let extra = vec![
+        record("x1", "RoomX", "u1", "[]", "send", ok, far),
+        record("x2", "roomx ", "u2", "[]", "send", ok, far + 1),
+        record("x3", "", "Zed", "[\"amy\"]", "send", ok, far + 2),
+        record("x4", "", "AMY", "[\"zed \"]", "send", ok, far + 3),
+        record("x5", "", "zed", "[\"amy\"]", "switch", ok, far + 4),
+        record("x6", "", "zed", "[\"amy\"]", "send", DecryptStatus::Unparsed, far + 5),
+        record("x7", "", "zed", "[]", "send", ok, far + 6),
+        record("x8", "", "", "", "", DecryptStatus::NoKey, far + 7),
+        record(&stored_msgid, "RoomX", "u1", "[]", "send", ok, far + 8),
+    ];
+    let inserted = ctx.store.insert_messages(corpid, &extra, &[]).await.unwrap();
+    assert_eq!(inserted, 8);
+    let grouped = grouped_conversations(&ctx.store, corpid).await;
+    assert_eq!(grouped["room roomx"], (2, far + 1));
+    assert_eq!(grouped["pair amy zed"], (2, far + 3));
+    assert_eq!(grouped["undecrypted"], (undecrypted_before + 1, far + 7));
+    assert_eq!(listed_conversations(&ctx.store, corpid).await, grouped, "after the replay");
+
+    // A record leaving the undecrypted bucket takes its time along: x8 is the
+    // newest undecrypted record; completed through the redecrypt path, it joins
+    // RoomX and the bucket's last time falls back to the newest one left.
+    let x8_id: u64 = {
+        let mut conn = ctx.store.conn().await.unwrap();
+        conn.query_first(format!("SELECT id FROM {} WHERE msgid = 'x8'", corpid.message_table()))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let done = record("x8", "RoomX", "u3", "[]", "send", ok, far - 5);
+    assert!(ctx.store.complete_undecrypted(corpid, x8_id, &done, &[]).await.unwrap());
+    let grouped = grouped_conversations(&ctx.store, corpid).await;
+    assert_eq!(grouped["room roomx"], (3, far + 1));
+    assert_eq!(grouped["undecrypted"].0, undecrypted_before);
+    assert!(grouped["undecrypted"].1 < far, "{:?}", grouped["undecrypted"]);
+    assert_eq!(listed_conversations(&ctx.store, corpid).await, grouped, "after completing x8");
+
+    // Redecrypt with the withheld key: the no_key records move from the
+    // undecrypted bucket into their rooms and pairs; the other faults stay.
+    let withheld = sim.withheld_keys();
+    let key = withheld.iter().find(|k| k.corpid == corpid.as_str()).expect("a withheld key");
+    ctx.store.set_key(corpid, key.version, &key.private_key_pem).await.unwrap();
+    let report = redecrypt_corp(&ctx, corpid).await.unwrap();
+    assert!(report.completed > 0, "{report:?}");
+    let grouped = grouped_conversations(&ctx.store, corpid).await;
+    assert!(grouped["undecrypted"].0 < undecrypted_before, "{report:?}");
+    assert_eq!(listed_conversations(&ctx.store, corpid).await, grouped, "after the redecrypt");
+
+    // Every pair's pages, walked to the end, hold exactly the records the
+    // sender-wide scan selected (what a pair page always showed).
+    use wework_archive::store::browse::{Conversation, PageCursor};
+    let list = ctx.store.conversations(corpid, "").await.unwrap();
+    let pairs: Vec<(String, String)> = list
+        .iter()
+        .filter_map(|c| match &c.conversation {
+            Conversation::Pair { a, b } => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        .take(40)
+        .chain([("AMY".to_owned(), "Zed".to_owned()), ("zed".to_owned(), "zed".to_owned())])
+        .collect();
+    let mut conn = ctx.store.conn().await.unwrap();
+    for (a, b) in &pairs {
+        let want: Vec<u64> = conn
+            .exec(
+                format!(
+                    "SELECT id FROM {} WHERE roomid = '' AND (
+                         (msgfrom = ? AND (JSON_CONTAINS(tolist, JSON_QUOTE(?)) OR action = 'switch'))
+                      OR (msgfrom = ? AND (JSON_CONTAINS(tolist, JSON_QUOTE(?)) OR action = 'switch')))
+                     ORDER BY msgtime, id",
+                    corpid.message_table()
+                ),
+                (a, b, b, a),
+            )
+            .await
+            .unwrap();
+        let conv = Conversation::pair(a, b);
+        let (mut got, mut after) = (Vec::new(), PageCursor { msgtime: i64::MIN, id: 0 });
+        loop {
+            let page = ctx.store.conversation_page(corpid, &conv, after, None, 37).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = PageCursor { msgtime: last.msgtime, id: last.id };
+            got.extend(page.iter().map(|r| r.id));
+        }
+        assert!(!want.is_empty(), "{a} {b}");
+        assert_eq!(got, want, "pages of {a} ↔ {b}");
+    }
+    drop(conn);
+
+    // An archive from before the summary: the first use builds it from the table.
+    {
+        let mut conn = ctx.store.conn().await.unwrap();
+        conn.exec_drop("DELETE FROM conversations WHERE corpid = ?", (corpid.as_str(),)).await.unwrap();
+        conn.exec_drop("DELETE FROM conversation_summaries WHERE corpid = ?", (corpid.as_str(),))
+            .await
+            .unwrap();
+    }
+    ctx.store.forget_message_tables();
+    assert_eq!(listed_conversations(&ctx.store, corpid).await, grouped, "after the rebuild");
+}

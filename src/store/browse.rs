@@ -1,8 +1,9 @@
 //! Read-only queries of the archive browser and exports over `message_<corpid>`
-//! and `media_jobs`: conversations, pages of one conversation, media files.
+//! and `media_jobs`: pages of one conversation, media files (the conversation
+//! list is in [`super::conversations`]).
 //!
 //! Every page query walks an index in order (`idx_room_time` for group rooms,
-//! `idx_from_time` for one-to-one pairs) and stops at the page size, so a
+//! `idx_pair_time` for one-to-one pairs) and stops at the page size, so a
 //! page costs the same on a corp of a thousand or a million messages.
 
 use mysql_async::prelude::*;
@@ -116,69 +117,6 @@ pub struct MediaFile {
 }
 
 impl Store {
-    /// Every conversation of a corp with its message count and last time,
-    /// newest first. `filter` keeps those whose room id or participant contains it.
-    pub async fn conversations(
-        &self,
-        corpid: &CorpId,
-        filter: &str,
-    ) -> Result<Vec<ConversationSummary>, StoreError> {
-        self.ensure_message_table(corpid).await?;
-        let table = corpid.message_table();
-        let mut conn = self.conn().await?;
-        let rooms: Vec<(String, u64, i64)> = conn
-            .query(format!(
-                "SELECT roomid, COUNT(*), MAX(msgtime) FROM {table} WHERE roomid <> '' GROUP BY roomid"
-            ))
-            .await?;
-        let pairs: Vec<(Option<String>, Option<String>, u64, i64)> = conn
-            .query(format!(
-                "SELECT LEAST(msgfrom, r), GREATEST(msgfrom, r), COUNT(*), MAX(msgtime) FROM (
-                     SELECT msgfrom, msgtime, JSON_UNQUOTE(JSON_EXTRACT(tolist, '$[0]')) AS r
-                     FROM {table} WHERE roomid = '' AND decrypt_status = 'ok' AND action <> 'switch'
-                 ) t WHERE r IS NOT NULL GROUP BY 1, 2"
-            ))
-            .await?;
-        let undecrypted: Option<(u64, Option<i64>)> = conn
-            .query_first(format!(
-                "SELECT COUNT(*), MAX(msgtime) FROM {table} WHERE decrypt_status NOT IN ('ok', 'unparsed')"
-            ))
-            .await?;
-        let f = filter.trim().to_lowercase();
-        let keep = |s: &str| f.is_empty() || s.to_lowercase().contains(&f);
-        let mut out: Vec<ConversationSummary> = rooms
-            .into_iter()
-            .filter(|(r, _, _)| keep(r))
-            .map(|(roomid, messages, last_msgtime)| ConversationSummary {
-                conversation: Conversation::Room { roomid },
-                messages,
-                last_msgtime,
-            })
-            .collect();
-        for (a, b, messages, last_msgtime) in pairs {
-            let (Some(a), Some(b)) = (a, b) else { continue };
-            if keep(&a) || keep(&b) {
-                out.push(ConversationSummary {
-                    conversation: Conversation::Pair { a, b },
-                    messages,
-                    last_msgtime,
-                });
-            }
-        }
-        if let Some((n, last)) = undecrypted
-            && n > 0
-            && f.is_empty()
-        {
-            out.push(ConversationSummary {
-                conversation: Conversation::Undecrypted,
-                messages: n,
-                last_msgtime: last.unwrap_or(0),
-            });
-        }
-        out.sort_by_key(|c| std::cmp::Reverse(c.last_msgtime));
-        Ok(out)
-    }
-
     /// Up to `limit` records of a conversation after `after`, in time order.
     pub async fn conversation_page(
         &self,
@@ -213,30 +151,45 @@ impl Store {
                 .await?
             }
             Conversation::Pair { a, b } => {
-                // One index range per direction, merged: each stops at `limit`.
-                let side = format!(
-                    "(SELECT {RECORD_COLUMNS} FROM {table} FORCE INDEX (idx_from_time)
-                      WHERE msgfrom = ? AND roomid = '' AND {after_clause}
-                        AND (JSON_CONTAINS(tolist, JSON_QUOTE(?)) OR action = 'switch') {order} LIMIT ?)"
-                );
-                let mut params: Vec<Value> = Vec::new();
-                for (x, y) in [(a, b), (b, a)] {
-                    params.extend([
-                        Value::from(x),
-                        after.msgtime.into(),
-                        after.msgtime.into(),
-                        after.id.into(),
-                        until.into(),
-                        Value::from(y),
-                        limit.into(),
-                    ]);
-                }
-                let sql = if a == b {
-                    params.truncate(7);
-                    format!("SELECT * FROM ({side}) u {order} LIMIT {limit}")
-                } else {
-                    format!("SELECT * FROM ({side} UNION ALL {side}) u {order} LIMIT {limit}")
+                // Per direction two ranges of idx_pair_time, each walked in
+                // time order and stopped at `limit`: the sender's records whose
+                // one recipient is the other (`peer`), and those `peer` cannot
+                // name ('': switch records, several or unusual recipients). A
+                // sender's other conversations are never read, and the JSON
+                // test still decides, as it did when this walked all of the
+                // sender's records.
+                let side = |peer: &str| {
+                    format!(
+                        "(SELECT {RECORD_COLUMNS} FROM {table} FORCE INDEX (idx_pair_time)
+                          WHERE msgfrom = ? AND {peer} AND roomid = '' AND {after_clause}
+                            AND (JSON_CONTAINS(tolist, JSON_QUOTE(?)) OR action = 'switch') {order} LIMIT ?)"
+                    )
                 };
+                let directions = if a == b { vec![(a, b)] } else { vec![(a, b), (b, a)] };
+                let mut sides = Vec::new();
+                let mut params: Vec<Value> = Vec::new();
+                for (x, y) in directions {
+                    // `peer <> ''` keeps the ranges apart whatever `y` is.
+                    for peer in [Some(y), None] {
+                        params.push(Value::from(x));
+                        match peer {
+                            Some(p) => {
+                                sides.push(side("peer = ? AND peer <> ''"));
+                                params.push(Value::from(p));
+                            }
+                            None => sides.push(side("peer = ''")),
+                        }
+                        params.extend([
+                            after.msgtime.into(),
+                            after.msgtime.into(),
+                            after.id.into(),
+                            until.into(),
+                            Value::from(y),
+                            limit.into(),
+                        ]);
+                    }
+                }
+                let sql = format!("SELECT * FROM ({}) u {order} LIMIT {limit}", sides.join(" UNION ALL "));
                 conn.exec(sql, params).await?
             }
             Conversation::Undecrypted => {

@@ -101,7 +101,7 @@ pub struct CorpSettings {
 /// Tables whose rows belong to one corp (`corpid` column), removed by
 /// [`Store::erase_corp_archive`]. Not the accounts' grants nor the access log:
 /// who may read a corp, and who read it, outlive its data.
-const PER_CORP_TABLES: [&str; 10] = [
+const PER_CORP_TABLES: [&str; 12] = [
     "corplist",
     "corp_keys",
     "corp_state",
@@ -112,6 +112,8 @@ const PER_CORP_TABLES: [&str; 10] = [
     "chain_links",
     "chain_heads",
     "seed_adoptions",
+    "conversations",
+    "conversation_summaries",
 ];
 
 impl Store {

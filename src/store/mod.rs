@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod alarms;
 pub mod browse;
 pub mod chain;
+pub mod conversations;
 pub mod corp_keys;
 pub mod corps;
 pub mod endpoints;
