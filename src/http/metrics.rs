@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{AppState, DB_TIMEOUT};
-use crate::store::metrics_facts::CorpRowStats;
+use crate::store::metrics_facts::MetricsFacts;
 use crate::store::{Store, StoreError};
 
 /// The content type of the text format.
@@ -137,27 +137,23 @@ pub struct DbSnapshot {
     pub at: Instant,
     /// Whether the queries answered in time.
     pub ok: bool,
-    /// corplist: (enabled, total).
-    pub corps: (u64, u64),
-    /// Per corp with pull state.
-    pub states: Vec<CorpRowStats>,
-    /// media_jobs: (corp, state, count, sum of sizes).
-    pub media: Vec<(String, String, u64, u64)>,
+    /// corplist, corp_state and media_jobs as the store reads them.
+    pub facts: MetricsFacts,
     /// Hash chain heads per corp.
     pub chain: Vec<crate::store::chain::ChainHead>,
+}
+
+impl DbSnapshot {
+    /// What a scrape shows when the database did not answer: nothing but `ok = false`.
+    fn failed() -> DbSnapshot {
+        DbSnapshot { at: Instant::now(), ok: false, facts: MetricsFacts::default(), chain: Vec::new() }
+    }
 }
 
 async fn read_db(store: &Store) -> Result<DbSnapshot, StoreError> {
     let facts = store.metrics_facts().await?;
     let chain = store.chain_heads().await?;
-    Ok(DbSnapshot {
-        at: Instant::now(),
-        ok: true,
-        corps: facts.corps,
-        states: facts.states,
-        media: facts.media,
-        chain,
-    })
+    Ok(DbSnapshot { at: Instant::now(), ok: true, facts, chain })
 }
 
 async fn db_snapshot(state: &AppState) -> DbSnapshot {
@@ -171,25 +167,11 @@ async fn db_snapshot(state: &AppState) -> DbSnapshot {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!("/metrics: reading the database failed: {e}");
-            DbSnapshot {
-                at: Instant::now(),
-                ok: false,
-                corps: (0, 0),
-                states: Vec::new(),
-                media: Vec::new(),
-                chain: Vec::new(),
-            }
+            DbSnapshot::failed()
         }
         Err(_) => {
             tracing::warn!("/metrics: the database did not answer within {DB_TIMEOUT:?}");
-            DbSnapshot {
-                at: Instant::now(),
-                ok: false,
-                corps: (0, 0),
-                states: Vec::new(),
-                media: Vec::new(),
-                chain: Vec::new(),
-            }
+            DbSnapshot::failed()
         }
     };
     *cache = Some(snap.clone());
@@ -598,18 +580,18 @@ fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {
     if !db.ok {
         return;
     }
-    e.single("wework_corps_enabled", Kind::Gauge, "Enabled corps in corplist.", db.corps.0 as f64);
-    e.single("wework_corps", Kind::Gauge, "Corps in corplist.", db.corps.1 as f64);
+    e.single("wework_corps_enabled", Kind::Gauge, "Enabled corps in corplist.", db.facts.corps.0 as f64);
+    e.single("wework_corps", Kind::Gauge, "Corps in corplist.", db.facts.corps.1 as f64);
     e.family("wework_corp_cursor", Kind::Gauge, "Committed cursor (largest stored seq) per corp.");
-    for s in &db.states {
+    for s in &db.facts.states {
         e.sample("wework_corp_cursor", &[("corp", &s.corpid)], s.seq as f64);
     }
     e.family("wework_corp_fence", Kind::Gauge, "Current fencing token per corp.");
-    for s in &db.states {
+    for s in &db.facts.states {
         e.sample("wework_corp_fence", &[("corp", &s.corpid)], s.fence as f64);
     }
     e.family("wework_corp_cursor_age_seconds", Kind::Gauge, "Seconds since the corp's cursor last moved.");
-    for s in &db.states {
+    for s in &db.facts.states {
         if let Some(a) = s.cursor_age {
             e.sample("wework_corp_cursor_age_seconds", &[("corp", &s.corpid)], a);
         }
@@ -619,13 +601,13 @@ fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {
         Kind::Gauge,
         "Seconds since the corp's last successful GetChatData (even if empty).",
     );
-    for s in &db.states {
+    for s in &db.facts.states {
         if let Some(a) = s.success_age {
             e.sample("wework_corp_last_success_age_seconds", &[("corp", &s.corpid)], a);
         }
     }
     e.family("wework_corp_alarm", Kind::Gauge, "1 while the corp's alarm is raised (stall, setup or media).");
-    for s in &db.states {
+    for s in &db.facts.states {
         e.sample("wework_corp_alarm", &[("corp", &s.corpid)], if s.alarm { 1.0 } else { 0.0 });
     }
     e.family(
@@ -633,17 +615,17 @@ fn db_metrics(e: &mut Exposition, db: &DbSnapshot) {
         Kind::Gauge,
         "Stored records not decrypted (or not parsed), by reason.",
     );
-    for s in &db.states {
+    for s in &db.facts.states {
         for (reason, n) in &s.undecryptable {
             e.sample("wework_undecryptable_records", &[("corp", &s.corpid), ("reason", reason)], *n as f64);
         }
     }
     e.family("wework_media_jobs", Kind::Gauge, "Media jobs by state.");
-    for (corp, state, n, _) in &db.media {
+    for (corp, state, n, _) in &db.facts.media {
         e.sample("wework_media_jobs", &[("corp", corp), ("state", state)], *n as f64);
     }
     e.family("wework_media_job_bytes", Kind::Gauge, "Sum of the stated sizes of media jobs, by state.");
-    for (corp, state, _, bytes) in &db.media {
+    for (corp, state, _, bytes) in &db.facts.media {
         e.sample("wework_media_job_bytes", &[("corp", corp), ("state", state)], *bytes as f64);
     }
     e.family("wework_chain_length", Kind::Gauge, "Links in the corp's tamper-evidence hash chain.");
